@@ -1,0 +1,427 @@
+"""The Kademlia protocol, hardened: our subclass of kademlia's ``KademliaProtocol`` (itself rpcudp's ``RPCProtocol``).
+
+What we override, and why (DESIGN.md, "Node and transport"):
+
+- ``datagram_received``: rpcudp decodes with pure-Python umsgpack with no limits and lets exceptions escape
+  into the event loop. Here every datagram goes through :mod:`.wire` (C msgpack, limits, shape checks); a bad
+  one is dropped, counted, and logged at most once a minute per reason.
+- ``_accept_response``: rpcudp matches replies by message id only; we also require the reply to come from the
+  address the request went to.
+- ``__getattr__``: rpcudp turns any unknown attribute into a network call; we dispatch only the methods in
+  :data:`.wire.ARGS`, after validating their arguments.
+- ``rpc_store``: kademlia stores anything anywhere and overwrites any key; we store only envelopes that hash to
+  their key, on nodes plausibly close to it, and never overwrite.
+- node ids: kademlia accepts ids of any type and length; we accept exactly 20 bytes.
+- replies: never more than 3x the request's bytes (requests that expect big answers are padded).
+- ``welcome_if_new``: kademlia hands stored keys to newcomers after hashing them a second time (so they land
+  at the wrong place); we hand off slots by their real id, bounded, as owned tasks.
+- routing: one node id per address, so a single ip:port cannot fill buckets with fake ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from typing import Any, Awaitable, Callable
+
+from kademlia.node import Node
+from kademlia.protocol import KademliaProtocol
+from kademlia.routing import RoutingTable
+
+from .. import envelope as env
+from ..errors import EnvelopeError, QuotaExceeded
+from ..storage import Store
+from . import wire
+
+log = logging.getLogger(__name__)
+
+#: How many bytes a request pads itself to, by method, so that its reply fits the 3x rule.
+PAD_TO = {"find_node": 300, "find_value": 380, "get_blob": 380, "slot_page": 380}
+#: At most this many slot entries handed to one newcomer.
+HANDOFF_LIMIT = 256
+
+
+class RateLimitedLog:
+    """Logs each reason at most once per ``interval`` seconds, so a hostile peer cannot fill the disk."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self._log = logger
+        self._interval = interval
+        self._last: dict[str, float] = {}
+
+    def warning(self, reason: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(reason, -1e9) >= self._interval:
+            self._last[reason] = now
+            self._log.warning(msg + " (further ones counted, logged at most once a minute)", *args)
+
+
+class KomradeRoutingTable(RoutingTable):
+    """kademlia's table, but the ping of a full bucket's head is a task the protocol owns."""
+
+    def add_contact(self, node: Node) -> None:
+        index = self.get_bucket_for(node)
+        bucket = self.buckets[index]
+        if bucket.add_node(node):
+            return
+        if bucket.has_in_range(self.node) or bucket.depth() % 5 != 0:
+            self.split_bucket(index)
+            self.add_contact(node)
+        else:
+            self.protocol.spawn(self.protocol.call_ping(bucket.head()))
+
+
+class KomradeProtocol(KademliaProtocol):
+    """One UDP endpoint of a komrade node. ``store`` is None on read-only nodes (they hold nothing for others)."""
+
+    def __init__(
+        self,
+        source_node: Node,
+        store: Store | None,
+        ksize: int,
+        *,
+        read_only: bool = False,
+        wait_timeout: float = 2.0,
+        quiet_period: float = 15.0,
+    ) -> None:
+        super().__init__(source_node, store, ksize)
+        self._wait_timeout = wait_timeout
+        self.router = KomradeRoutingTable(self, ksize, source_node)
+        self.store = store
+        self.read_only = read_only
+        self.counters: Counter[str] = Counter()
+        self._log = RateLimitedLog(log)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._by_addr: dict[tuple[str, int], bytes] = {}
+        self._quiet_period = quiet_period
+        self._silent: dict[tuple[str, int], float] = {}
+        self._outstanding: dict[bytes, tuple[asyncio.Future[Any], asyncio.TimerHandle, tuple[str, int]]] = {}
+        self._handlers: dict[str, Callable[..., Any]] = {
+            "ping": self.rpc_ping,
+            "find_node": self.rpc_find_node,
+            "find_value": self.rpc_find_value,
+            "get_blob": self.rpc_get_blob,
+            "store": self.rpc_store,
+            "append": self.rpc_append,
+            "slot_page": self.rpc_slot_page,
+        }
+
+    # -- tasks -------------------------------------------------------------------------------------------
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task this protocol owns; it is cancelled by :meth:`close`."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.counters["task_error"] += 1
+            self._log.warning("task_error", "background task failed: %r", task.exception())
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for future, timer, _ in self._outstanding.values():
+            timer.cancel()
+            if not future.done():
+                future.set_result((False, None))
+        self._outstanding.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # rpcudp turns unknown attributes into remote calls; a typo must be an AttributeError instead.
+        raise AttributeError(name)
+
+    # -- datagrams ---------------------------------------------------------------------------------------
+    def _drop(self, reason: str, addr: Any) -> None:
+        self.counters["dropped"] += 1
+        self.counters[f"dropped_{reason}"] += 1
+        self._log.warning(reason, "dropped a datagram from %s: %s", addr, reason)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.counters["datagrams_in"] += 1
+        self.counters["bytes_in"] += len(data)
+        try:
+            msg = wire.decode(data)
+        except wire.BadMessage as exc:
+            self._drop(exc.reason, addr)
+            return
+        if isinstance(msg, wire.Response):
+            self._accept_response(msg, addr)
+            return
+        try:
+            wire.check_args(msg.method, msg.args)
+        except wire.BadMessage as exc:
+            self._drop(exc.reason, addr)
+            self._reply(addr, msg, False, exc.reason)
+            return
+        self.counters[f"rpc_{msg.method}"] += 1
+        try:
+            ok, value = self._handle(msg, (addr[0], addr[1]))
+        except Exception:  # a bug in a handler must not take the node down, nor leak a traceback to the peer
+            log.exception("handler for %s failed", msg.method)
+            self.counters["handler_error"] += 1
+            ok, value = False, "internal_error"
+        self._reply(addr, msg, ok, value)
+
+    def _reply(self, addr: Any, request: wire.Request, ok: bool, value: Any) -> None:
+        data = wire.encode_response(request.msg_id, ok, value)
+        budget = min(wire.MAX_DATAGRAM, wire.AMPLIFICATION * request.size)
+        if len(data) > budget:
+            self.counters["reply_too_large"] += 1
+            data = wire.encode_response(request.msg_id, False, "reply_too_large")
+        self._send(data, addr)
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        if self.transport is None:
+            return
+        self.counters["datagrams_out"] += 1
+        self.counters["bytes_out"] += len(data)
+        self.transport.sendto(data, addr)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP errors: not our problem, not a crash either
+        self.counters["icmp_error"] += 1
+
+    def _accept_response(self, msg: wire.Response, addr: Any) -> None:
+        entry = self._outstanding.get(msg.msg_id)
+        if entry is None:
+            self._drop("unexpected_reply", addr)
+            return
+        future, timer, expected = entry
+        if (addr[0], addr[1]) != expected:
+            self._drop("reply_from_wrong_address", addr)
+            return
+        self._silent.pop(expected, None)
+        del self._outstanding[msg.msg_id]
+        timer.cancel()
+        if not future.done():
+            future.set_result((True, msg) if msg.ok else (False, msg.value))
+
+    def _timeout(self, msg_id: bytes) -> None:
+        entry = self._outstanding.pop(msg_id, None)
+        if entry is not None and not entry[0].done():
+            self.counters["timeouts"] += 1
+            # A peer that just timed out is not asked again for a short while, so lookups that learn of it from
+            # others' (stale) tables do not each wait a full timeout on it.
+            if len(self._silent) > 4096:
+                self._silent.clear()
+            self._silent[entry[2]] = time.monotonic()
+            entry[0].set_result((False, None))
+
+    async def call(self, addr: tuple[str, int], method: str, *args: Any) -> tuple[bool, Any]:
+        """Call ``method`` on the node at ``addr``; (True, value) on success, (False, error code or None) otherwise."""
+        silent_since = self._silent.get((addr[0], addr[1]))
+        if silent_since is not None:
+            if time.monotonic() - silent_since < self._quiet_period:
+                self.counters["skipped_silent_peer"] += 1
+                return False, None
+            del self._silent[(addr[0], addr[1])]
+        msg_id = os.urandom(wire.ID_LEN)
+        sender = None if self.read_only else self.source_node.id
+        data = wire.encode_request(msg_id, method, sender, list(args), PAD_TO.get(method, 0))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        timer = loop.call_later(self._wait_timeout, self._timeout, msg_id)
+        self._outstanding[msg_id] = (future, timer, (addr[0], addr[1]))
+        self._send(data, addr)
+        ok, value = await future
+        if ok:
+            return True, value.value
+        return False, value
+
+    # -- handlers ----------------------------------------------------------------------------------------
+    def _handle(self, msg: wire.Request, addr: tuple[str, int]) -> tuple[bool, Any]:
+        if msg.sender_id is not None:
+            if msg.sender_id == self.source_node.id:
+                return False, "same_node_id"
+            self.welcome_if_new(Node(msg.sender_id, addr[0], addr[1]))
+        budget = min(wire.MAX_DATAGRAM, wire.AMPLIFICATION * msg.size)
+        return self._handlers[msg.method](addr, *msg.args, budget=budget)
+
+    def rpc_ping(self, sender: tuple[str, int], *, budget: int) -> tuple[bool, Any]:
+        return True, self.source_node.id
+
+    def _contacts(self, key: bytes, sender: tuple[str, int], budget: int) -> list[list[Any]]:
+        exclude = Node(bytes(20), sender[0], sender[1])
+        contacts: list[list[Any]] = []
+        size = 1 + 21 + 8  # framing, msg id, status and list headers
+        for node in self.router.find_neighbors(Node(key), exclude=exclude):
+            entry = [node.id, node.ip, node.port]
+            cost = 22 + 2 + len(node.ip) + 4
+            if size + cost > budget:
+                break
+            size += cost
+            contacts.append(entry)
+        return contacts
+
+    def rpc_find_node(self, sender: tuple[str, int], key: bytes, *, budget: int) -> tuple[bool, Any]:
+        return True, self._contacts(key, sender, budget)
+
+    def rpc_find_value(self, sender: tuple[str, int], key: bytes, *, budget: int) -> tuple[bool, Any]:
+        value = self.store.get_blob(key) if self.store is not None else None
+        if value is not None:
+            return True, {"value": value}
+        return True, self._contacts(key, sender, budget)
+
+    def rpc_get_blob(self, sender: tuple[str, int], key: bytes, *, budget: int) -> tuple[bool, Any]:
+        return True, self.store.get_blob(key) if self.store is not None else None
+
+    def _accept_envelope(self, key: bytes, data: bytes) -> str | None:
+        """Why we refuse to hold ``data`` for ``key`` (an error code), or None if we take it."""
+        if self.store is None or self.read_only:
+            return "read_only"
+        try:
+            env.parse_outer(data)
+        except EnvelopeError:
+            return "bad_envelope"
+        if not self.is_close_to(key):
+            return "not_close"
+        return None
+
+    def rpc_store(self, sender: tuple[str, int], key: bytes, value: bytes, *, budget: int) -> tuple[bool, Any]:
+        if env.envelope_id(value) != key:
+            return False, "id_mismatch"
+        refusal = self._accept_envelope(key, value)
+        if refusal:
+            return False, refusal
+        assert self.store is not None
+        try:
+            self.store.put_blob(key, value, env.parse_outer(value).expires_at)
+        except QuotaExceeded:
+            return False, "quota"
+        return True, True
+
+    def rpc_append(self, sender: tuple[str, int], slot: bytes, value: bytes, *, budget: int) -> tuple[bool, Any]:
+        refusal = self._accept_envelope(slot, value)
+        if refusal:
+            return False, refusal
+        assert self.store is not None
+        try:
+            self.store.append(slot, value, env.parse_outer(value).expires_at)
+        except QuotaExceeded:
+            return False, "quota"
+        return True, True
+
+    def rpc_slot_page(
+        self, sender: tuple[str, int], slot: bytes, cursor: int, limit: int, *, budget: int
+    ) -> tuple[bool, Any]:
+        if self.store is None:
+            return True, [[], cursor]
+        fit = max(1, (budget - 1 - 21 - 16) // 22)
+        ids, next_cursor = self.store.read_slot(slot, cursor, min(limit, fit))
+        return True, [ids, next_cursor]
+
+    def is_close_to(self, key: bytes) -> bool:
+        """Plausibly among the k closest to ``key``: fewer than k known nodes are closer than we are."""
+        target = Node(key)
+        ours = self.source_node.distance_to(target)
+        closer = [n for n in self.router.find_neighbors(target) if n.distance_to(target) < ours]
+        return len(closer) < self.router.ksize
+
+    # -- routing -----------------------------------------------------------------------------------------
+    def welcome_if_new(self, node: Node) -> None:
+        """Add ``node`` to the table; if it is new and closer than us to slots we hold, hand those slots over."""
+        addr = (node.ip, node.port)
+        previous = self._by_addr.get(addr)
+        if previous is not None and previous != node.id:
+            # One id per address: a new id from the same ip:port replaces the old one instead of adding to it.
+            self.router.remove_contact(Node(previous, node.ip, node.port))
+            self.counters["id_changed_at_address"] += 1
+        if not self.router.is_new_node(node):
+            self.router.add_contact(node)
+            return
+        self._by_addr[addr] = node.id
+        self.router.add_contact(node)
+        if self.store is not None:
+            self.spawn(self._hand_off(node))
+
+    async def _hand_off(self, node: Node) -> None:
+        """Kademlia section 2.5: give a newcomer what it should hold. Keys are used as they are, not re-hashed."""
+        assert self.store is not None
+        sent = 0
+        for slot in self.store.slot_ids():
+            target = Node(slot)
+            neighbors = self.router.find_neighbors(target)
+            if neighbors and node.distance_to(target) >= neighbors[-1].distance_to(target):
+                continue
+            if neighbors and self.source_node.distance_to(target) > neighbors[0].distance_to(target):
+                continue
+            for _, data, _ in self.store.slot_entries(slot):
+                await self.call((node.ip, node.port), "append", slot, data)
+                sent += 1
+                if sent >= HANDOFF_LIMIT:
+                    return
+
+    def handle_call_response(self, result: tuple[bool, Any], node: Node) -> tuple[bool, Any]:
+        if not result[0]:
+            if result[1] is None:  # a timeout, not a refusal
+                self.router.remove_contact(node)
+                if self._by_addr.get((node.ip, node.port)) == node.id:
+                    del self._by_addr[(node.ip, node.port)]
+            return result
+        self.welcome_if_new(node)
+        return result
+
+    # -- calls the crawlers make, with replies validated -------------------------------------------------
+    async def call_ping(self, node_to_ask: Node) -> tuple[bool, Any]:
+        ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "ping")
+        if ok and value != node_to_ask.id:
+            ok, value = False, "wrong_id"
+        return self.handle_call_response((ok, value), node_to_ask)
+
+    async def call_find_node(self, node_to_ask: Node, node_to_find: Node) -> tuple[bool, Any]:
+        ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "find_node", node_to_find.id)
+        if ok and not (isinstance(value, list) and all(wire.is_contact(c) for c in value)):
+            self.counters["bad_reply"] += 1
+            ok, value = False, "bad_reply"
+        if ok:
+            value = [tuple(c) for c in value]
+        return self.handle_call_response((ok, value), node_to_ask)
+
+    async def call_find_value(self, node_to_ask: Node, node_to_find: Node) -> tuple[bool, Any]:
+        ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "find_value", node_to_find.id)
+        if ok and isinstance(value, dict):
+            blob = value.get("value")
+            if not (len(value) == 1 and isinstance(blob, bytes) and env.envelope_id(blob) == node_to_find.id):
+                self.counters["bad_reply"] += 1
+                ok, value = False, "bad_reply"
+        elif ok and isinstance(value, list) and all(wire.is_contact(c) for c in value):
+            value = [tuple(c) for c in value]
+        elif ok:
+            self.counters["bad_reply"] += 1
+            ok, value = False, "bad_reply"
+        return self.handle_call_response((ok, value), node_to_ask)
+
+    async def call_store(self, node_to_ask: Node, key: bytes, value: bytes) -> tuple[bool, Any]:
+        result = await self.call((node_to_ask.ip, node_to_ask.port), "store", key, value)
+        return self.handle_call_response(result, node_to_ask)
+
+    async def call_append(self, node_to_ask: Node, slot: bytes, value: bytes) -> tuple[bool, Any]:
+        result = await self.call((node_to_ask.ip, node_to_ask.port), "append", slot, value)
+        return self.handle_call_response(result, node_to_ask)
+
+    async def call_slot_page(self, node_to_ask: Node, slot: bytes, cursor: int, limit: int) -> tuple[bool, Any]:
+        ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "slot_page", slot, cursor, limit)
+        if ok and not (
+            isinstance(value, list)
+            and len(value) == 2
+            and isinstance(value[0], list)
+            and all(wire.is_id(i) for i in value[0])
+            and wire.is_uint(value[1])
+        ):
+            self.counters["bad_reply"] += 1
+            ok, value = False, "bad_reply"
+        return self.handle_call_response((ok, value), node_to_ask)
+
+    async def call_get_blob(self, node_to_ask: Node, key: bytes) -> tuple[bool, Any]:
+        ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "get_blob", key)
+        if ok and value is not None and not (isinstance(value, bytes) and env.envelope_id(value) == key):
+            self.counters["bad_reply"] += 1
+            ok, value = False, "bad_reply"
+        return self.handle_call_response((ok, value), node_to_ask)

@@ -1,0 +1,336 @@
+"""A komrade node: kademlia's ``Server`` with our protocol, SQLite storage, slot operations and owned tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from kademlia.crawling import NodeSpiderCrawl, ValueSpiderCrawl
+from kademlia.network import Server
+from kademlia.node import Node
+
+from .. import envelope as env
+from ..errors import EnvelopeError, NetworkError
+from ..storage import Store
+from .bootstrap import load_routing, save_routing
+from .protocol import KomradeProtocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Tunables of one node; defaults are the paper's and this project's measured choices."""
+
+    ksize: int = 20
+    """k: how many closest nodes hold each slot and blob (Kademlia's replication parameter)."""
+    alpha: int = 3
+    """Parallel requests per lookup step."""
+    wait_timeout: float = 2.0
+    """Seconds to wait for a reply before counting the peer as unresponsive."""
+    read_replicas: int = 8
+    """How many of a slot's closest holders a reader asks for the slot's ids."""
+    refresh_interval: float = 3600.0
+    """Seconds between routing-table refreshes (Kademlia section 2.3)."""
+    purge_interval: float = 60.0
+    """Seconds between purges of expired envelopes."""
+    save_interval: float = 600.0
+    """Seconds between saves of the routing table to routing.json."""
+
+
+class KomradeNode(Server):
+    """A DHT node. With a ``store`` it holds envelopes for others (a relay or a full node); without, it is a
+    read-only node (BEP 43) that looks things up and publishes but is never added to anyone's routing table."""
+
+    protocol_class = KomradeProtocol
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        config: NodeConfig = NodeConfig(),
+        node_id: bytes | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        if node_id is None and store is not None:
+            node_id = store.get_meta("node_id")
+        node_id = node_id or os.urandom(20)
+        if store is not None and store.get_meta("node_id") != node_id:
+            store.set_meta("node_id", node_id)
+        super().__init__(ksize=config.ksize, alpha=config.alpha, node_id=node_id, storage=None)
+        self.config = config
+        self.store = store
+        self.state_dir = state_dir
+        self.started = time.time()
+        self.protocol: KomradeProtocol | None = None
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def read_only(self) -> bool:
+        return self.store is None
+
+    def _create_protocol(self) -> KomradeProtocol:
+        return KomradeProtocol(
+            self.node, self.store, self.ksize, read_only=self.read_only, wait_timeout=self.config.wait_timeout
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) this node is bound to."""
+        assert self.transport is not None, "the node is not listening"
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    async def listen(self, port: int = 0, interface: str = "127.0.0.1") -> tuple[str, int]:  # type: ignore[override]
+        """Bind the UDP socket (loopback unless asked otherwise) and start the node's periodic tasks."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ipaddress.ip_address(interface).version == 6 else socket.AF_INET
+        self.transport, self.protocol = await loop.create_datagram_endpoint(
+            self._create_protocol, local_addr=(interface, port), family=family
+        )
+        self._every(self.config.refresh_interval, self._refresh_table)
+        if self.store is not None:
+            self._every(self.config.purge_interval, self._purge)
+        if self.state_dir is not None:
+            self._every(self.config.save_interval, self._save_state)
+        log.info("node %s listening on %s:%d", self.node.id.hex()[:12], *self.address)
+        return self.address
+
+    def _every(self, interval: float, job: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``job`` every ``interval`` seconds (kademlia's refresh forgets its interval after one round)."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await job()
+                except Exception:
+                    log.exception("periodic job %s failed; it will run again", job.__name__)
+
+        self._loops.append(asyncio.get_running_loop().create_task(loop()))
+
+    async def _purge(self) -> None:
+        assert self.store is not None
+        removed = self.store.purge_expired()
+        if removed:
+            log.info("purged %d expired envelopes", removed)
+
+    async def _save_state(self) -> None:
+        if self.state_dir is None or self.protocol is None:
+            return
+        peers = [(n.ip, n.port) for n in self.protocol.router.find_neighbors(self.node)]
+        if peers:
+            save_routing(self.state_dir / "routing.json", peers)
+
+    def refresh_table(self, interval: int = 3600) -> None:
+        """Unused: :meth:`listen` schedules the refresh with its interval kept (see :meth:`_every`)."""
+
+    async def _refresh_table(self) -> None:
+        assert self.protocol is not None
+        lookups = []
+        for node_id in self.protocol.get_refresh_ids():
+            node = Node(node_id)
+            nearest = self.protocol.router.find_neighbors(node, self.alpha)
+            lookups.append(NodeSpiderCrawl(self.protocol, node, nearest, self.ksize, self.alpha).find())
+        await asyncio.gather(*lookups)
+
+    async def stop_async(self) -> None:
+        """Stop: cancel every task this node owns, save the routing table, close the socket and the store."""
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        if self.protocol is not None:
+            await self._save_state()
+            self.protocol.close()
+        if self.store is not None:
+            self.store.close()
+
+    def stop(self) -> None:  # kademlia's synchronous stop, kept for compatibility
+        for task in self._loops:
+            task.cancel()
+        if self.protocol is not None:
+            self.protocol.close()
+
+    # -- bootstrap ---------------------------------------------------------------------------------------
+    async def bootstrap(self, addrs: list[tuple[str, int]]) -> list[Node]:  # type: ignore[override]
+        """Join through any of ``addrs`` (and the routing table saved last run). If nobody answers, this node is
+        the first node of its own network: that is logged, not an error."""
+        assert self.protocol is not None
+        if self.state_dir is not None:
+            addrs = list(addrs) + load_routing(self.state_dir / "routing.json")
+        resolved: set[tuple[str, int]] = set()
+        loop = asyncio.get_running_loop()
+        for host, port in addrs:
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                log.warning("cannot resolve bootstrap peer %s:%d: %s", host, port, exc)
+                continue
+            for info in infos[:2]:
+                resolved.add((info[4][0], info[4][1]))
+        if self.transport is not None:
+            resolved.discard(self.address)
+        found = await asyncio.gather(*(self.bootstrap_node(a) for a in resolved))
+        nodes = [n for n in found if n is not None]
+        if not nodes:
+            log.info("no bootstrap peer answered (%d tried): this node is the first node of its own network",
+                     len(resolved))
+            return []
+        return await NodeSpiderCrawl(self.protocol, self.node, nodes, self.ksize, self.alpha).find()
+
+    async def bootstrap_node(self, addr: tuple[str, int]) -> Node | None:
+        assert self.protocol is not None
+        ok, node_id = await self.protocol.call(addr, "ping")
+        if not ok or not isinstance(node_id, bytes) or len(node_id) != 20 or node_id == self.node.id:
+            return None
+        node = Node(node_id, addr[0], addr[1])
+        self.protocol.welcome_if_new(node)
+        return node
+
+    # -- what the layers above use ----------------------------------------------------------------------
+    async def closest(self, key: bytes) -> list[Node]:
+        """The k live nodes closest to ``key`` (an iterative lookup)."""
+        assert self.protocol is not None
+        node = Node(key)
+        nearest = self.protocol.router.find_neighbors(node)
+        if not nearest:
+            return []
+        return await NodeSpiderCrawl(self.protocol, node, nearest, self.ksize, self.alpha).find()
+
+    async def publish(self, slot: bytes, envelope: bytes) -> int:
+        """Append ``envelope`` to ``slot`` on its k closest nodes, and store it under its own id on that id's
+        closest nodes. Returns how many nodes acknowledged the append (each ack = committed to their disk).
+        Raises NetworkError if none did."""
+        assert self.protocol is not None
+        env.parse_outer(envelope)
+        key = env.envelope_id(envelope)
+        slot_nodes, blob_nodes = await asyncio.gather(self.closest(slot), self.closest(key))
+        appends = [self.protocol.call_append(n, slot, envelope) for n in slot_nodes]
+        stores = [self.protocol.call_store(n, key, envelope) for n in blob_nodes]
+        results = await asyncio.gather(*appends, *stores)
+        acks = sum(1 for ok, _ in results[: len(appends)] if ok)
+        if self.store is not None and self.protocol.is_close_to(slot):
+            self.store.append(slot, envelope, env.parse_outer(envelope).expires_at)
+            acks += 1
+        if acks == 0:
+            raise NetworkError(
+                f"no node acknowledged the envelope ({len(slot_nodes)} slot holders tried): is the network reachable?"
+            )
+        return acks
+
+    async def fetch_slot(self, slot: bytes, known: set[bytes] = frozenset()) -> list[bytes]:  # type: ignore[assignment]
+        """Every envelope in ``slot`` whose id is not in ``known``, gathered from the slot's closest holders.
+        Each one was checked against its id and its outer format."""
+        assert self.protocol is not None
+        holders = (await self.closest(slot))[: self.config.read_replicas]
+        where: dict[bytes, list[Node]] = {}
+
+        async def page_through(node: Node) -> None:
+            cursor = 0
+            for _ in range(1000):  # a slot has at most max_entries_per_slot entries; bound the loop anyway
+                ok, value = await self.protocol.call_slot_page(node, slot, cursor, 256)
+                if not ok or not value[0]:
+                    return
+                for blob_id in value[0]:
+                    where.setdefault(blob_id, []).append(node)
+                if value[1] <= cursor:
+                    return
+                cursor = value[1]
+
+        await asyncio.gather(*(page_through(n) for n in holders))
+        local: list[bytes] = []
+        if self.store is not None:
+            cursor = 0
+            while True:
+                ids, cursor2 = self.store.read_slot(slot, cursor, 256)
+                if not ids:
+                    break
+                for blob_id in ids:
+                    if blob_id not in known:
+                        data = self.store.get_blob(blob_id)
+                        if data is not None:
+                            local.append(data)
+                            where.pop(blob_id, None)
+                cursor = cursor2
+        wanted = [i for i in where if i not in known]
+        fetched = await asyncio.gather(*(self._get_blob(i, where[i]) for i in wanted))
+        return local + [blob for blob in fetched if blob is not None]
+
+    async def _get_blob(self, key: bytes, holders: list[Node]) -> bytes | None:
+        assert self.protocol is not None
+        for node in holders:
+            ok, value = await self.protocol.call_get_blob(node, key)
+            if ok and value is not None and self._valid(value):
+                return value
+        return await self.get_blob(key)
+
+    async def get_blob(self, key: bytes) -> bytes | None:
+        """Look up an envelope by its id anywhere in the DHT; only a value that hashes to ``key`` is returned."""
+        assert self.protocol is not None
+        if self.store is not None:
+            held = self.store.get_blob(key)
+            if held is not None:
+                return held
+        node = Node(key)
+        nearest = self.protocol.router.find_neighbors(node)
+        if not nearest:
+            return None
+        value = await ValueSpiderCrawl(self.protocol, node, nearest, self.ksize, self.alpha).find()
+        return value if isinstance(value, bytes) and self._valid(value) else None
+
+    @staticmethod
+    def _valid(value: bytes) -> bool:
+        try:
+            env.parse_outer(value)
+        except EnvelopeError:
+            return False
+        return True
+
+    async def get(self, key: bytes) -> bytes | None:  # type: ignore[override]
+        """kademlia's ``get`` hashes string keys with SHA-1; here keys are envelope ids (see :meth:`get_blob`)."""
+        return await self.get_blob(key)
+
+    async def set(self, key: Any, value: Any) -> bool:  # type: ignore[override]
+        """Refused: arbitrary key/value writes are what let anyone overwrite anything in plain kademlia."""
+        raise NotImplementedError("komrade nodes store envelopes only: use publish()")
+
+    async def set_digest(self, dkey: bytes, value: bytes) -> bool:  # type: ignore[override]
+        """Store an envelope under its id on the id's closest nodes; False (not an exception) if none answer."""
+        assert self.protocol is not None
+        if env.envelope_id(value) != dkey:
+            raise ValueError("an envelope is stored under its own BLAKE2b-160 id only")
+        nodes = await self.closest(dkey)
+        results = await asyncio.gather(*(self.protocol.call_store(n, dkey, value) for n in nodes))
+        return any(ok for ok, _ in results)
+
+    def save_state(self, fname: Any) -> None:  # type: ignore[override]
+        raise NotImplementedError("state is saved as JSON in the data directory (routing.json), never pickled")
+
+    @classmethod
+    async def load_state(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise NotImplementedError("state is loaded from routing.json by bootstrap(), never unpickled")
+
+    def status(self) -> dict[str, Any]:
+        """Numbers an operator or the UI wants: peers, stored envelopes and bytes, uptime, datagram counters."""
+        assert self.protocol is not None
+        peers = sum(len(b) for b in self.protocol.router.buckets)
+        out: dict[str, Any] = {
+            "node_id": self.node.id.hex(),
+            "address": "%s:%d" % self.address,
+            "read_only": self.read_only,
+            "peers": peers,
+            "uptime_s": round(time.time() - self.started, 1),
+            "counters": dict(self.protocol.counters),
+        }
+        if self.store is not None:
+            stats = self.store.stats()
+            out.update(envelopes=stats.blobs, bytes=stats.bytes, slots=stats.slots)
+        return out

@@ -1,0 +1,99 @@
+"""A person's account on this device: identity (from the keystore), contacts and messages (encrypted at rest)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..address import Address, decode_address
+from ..errors import KomradeError
+from ..identity import Identity, PublicIdentity
+from ..keystore import create_keystore, open_keystore
+from .userdata import UserData
+
+KEYSTORE_FILE = "identity.keystore"
+USERDATA_FILE = "user.sqlite"
+#: Default slot width: 8 bits, so 1 in 256 users shares your slot. Wider means less to download and a smaller
+#: crowd to hide in; a young network with few users can afford less.
+DEFAULT_WIDTH = 8
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Someone whose address we saved, and whether we compared fingerprints in person."""
+
+    name: str
+    address: str
+    fingerprint: str
+    verified: bool = False
+
+
+class Account:
+    """The open identity and local data of one user. Use :meth:`create` or :meth:`open`, then :meth:`close`."""
+
+    def __init__(self, data_dir: Path, identity: Identity, meta: dict[str, Any]) -> None:
+        self.data_dir = Path(data_dir)
+        self.identity = identity
+        self.name: str = meta["name"]
+        self.width: int = meta["width"]
+        self.data = UserData(self.data_dir / USERDATA_FILE, identity.local_data_key())
+
+    @classmethod
+    def create(cls, data_dir: Path, name: str, passphrase: str, *, width: int = DEFAULT_WIDTH, **kdf: Any) -> Account:
+        """Make a new identity in ``data_dir`` (refuses to replace an existing one)."""
+        name = name.strip()
+        if not name or len(name) > 64:
+            raise KomradeError("a name must be 1 to 64 characters")
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        identity = Identity.generate()
+        meta = {"name": name, "width": width, "created": int(time.time())}
+        Address(identity.verify_key, width)  # validates the width before anything is written
+        create_keystore(data_dir / KEYSTORE_FILE, identity.seed, passphrase, meta, **kdf)
+        return cls(data_dir, identity, meta)
+
+    @classmethod
+    def open(cls, data_dir: Path, passphrase: str) -> Account:
+        """Open the identity in ``data_dir``; raises a KeystoreError subclass with a clear message if it can't."""
+        seed, meta = open_keystore(Path(data_dir) / KEYSTORE_FILE, passphrase)
+        return cls(Path(data_dir), Identity.from_seed(seed), meta)
+
+    def close(self) -> None:
+        self.data.close()
+
+    @property
+    def address(self) -> Address:
+        return Address(self.identity.verify_key, self.width)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.identity.public.fingerprint()
+
+    # -- contacts ----------------------------------------------------------------------------------------
+    def add_contact(self, address_text: str, name: str) -> Contact:
+        """Save someone's address under a name (the address is checked, typos are caught)."""
+        address = decode_address(address_text)
+        contact = Contact(name.strip() or "unnamed", address.text, PublicIdentity(address.verify_key).fingerprint())
+        self.data.put("contact", address.verify_key, contact.__dict__)
+        return contact
+
+    def contact(self, verify_key: bytes) -> Contact | None:
+        record = self.data.get("contact", verify_key)
+        return Contact(**record) if record else None
+
+    def contacts(self) -> list[Contact]:
+        return sorted((Contact(**r) for r in self.data.all("contact")), key=lambda c: c.name.lower())
+
+    def verify_contact(self, verify_key: bytes) -> Contact:
+        """Mark a contact as verified after comparing fingerprints in person."""
+        contact = self.contact(verify_key)
+        if contact is None:
+            raise KomradeError("no such contact")
+        verified = Contact(contact.name, contact.address, contact.fingerprint, True)
+        self.data.put("contact", verify_key, verified.__dict__)
+        return verified
+
+    def remove_contact(self, verify_key: bytes) -> bool:
+        return self.data.delete("contact", verify_key)
