@@ -205,13 +205,15 @@ class KomradeProtocol(KademliaProtocol):
 
     def _timeout(self, msg_id: bytes) -> None:
         entry = self._outstanding.pop(msg_id, None)
-        if entry is not None and not entry[0].done():
-            self.counters["timeouts"] += 1
-            # A peer that just timed out is not asked again for a short while, so lookups that learn of it from
-            # others' (stale) tables do not each wait a full timeout on it.
-            if len(self._silent) > 4096:
-                self._silent.clear()
-            self._silent[entry[2]] = time.monotonic()
+        if entry is None:
+            return
+        self.counters["timeouts"] += 1
+        # A peer that just timed out is not asked again for a short while, so lookups that learn of it from
+        # others' (stale) tables do not each wait a full timeout on it. (Also when the caller stopped waiting.)
+        if len(self._silent) > 4096:
+            self._silent.clear()
+        self._silent[entry[2]] = time.monotonic()
+        if not entry[0].done():
             entry[0].set_result((False, None))
 
     async def call(self, addr: tuple[str, int], method: str, *args: Any) -> tuple[bool, Any]:

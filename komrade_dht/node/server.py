@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from kademlia.crawling import NodeSpiderCrawl, ValueSpiderCrawl
 from kademlia.network import Server
 from kademlia.node import Node
 
@@ -20,6 +19,7 @@ from .. import envelope as env
 from ..errors import EnvelopeError, NetworkError
 from ..storage import Store
 from .bootstrap import load_routing, save_routing
+from .crawling import Lookup
 from .protocol import KomradeProtocol
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class KomradeNode(Server):
         for node_id in self.protocol.get_refresh_ids():
             node = Node(node_id)
             nearest = self.protocol.router.find_neighbors(node, self.alpha)
-            lookups.append(NodeSpiderCrawl(self.protocol, node, nearest, self.ksize, self.alpha).find())
+            lookups.append(Lookup(self.protocol, node, nearest, self.ksize, self.alpha).find())
         await asyncio.gather(*lookups)
 
     async def stop_async(self) -> None:
@@ -184,7 +184,7 @@ class KomradeNode(Server):
             log.info("no bootstrap peer answered (%d tried): this node is the first node of its own network",
                      len(resolved))
             return []
-        return await NodeSpiderCrawl(self.protocol, self.node, nodes, self.ksize, self.alpha).find()
+        return await Lookup(self.protocol, self.node, nodes, self.ksize, self.alpha).find()
 
     async def bootstrap_node(self, addr: tuple[str, int]) -> Node | None:
         assert self.protocol is not None
@@ -203,7 +203,7 @@ class KomradeNode(Server):
         nearest = self.protocol.router.find_neighbors(node)
         if not nearest:
             return []
-        return await NodeSpiderCrawl(self.protocol, node, nearest, self.ksize, self.alpha).find()
+        return await Lookup(self.protocol, node, nearest, self.ksize, self.alpha).find()
 
     async def publish(self, slot: bytes, envelope: bytes) -> int:
         """Append ``envelope`` to ``slot`` on its k closest nodes, and store it under its own id on that id's
@@ -283,7 +283,7 @@ class KomradeNode(Server):
         nearest = self.protocol.router.find_neighbors(node)
         if not nearest:
             return None
-        value = await ValueSpiderCrawl(self.protocol, node, nearest, self.ksize, self.alpha).find()
+        value = await Lookup(self.protocol, node, nearest, self.ksize, self.alpha).find_value()
         return value if isinstance(value, bytes) and self._valid(value) else None
 
     @staticmethod

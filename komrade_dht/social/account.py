@@ -41,14 +41,24 @@ class Account:
         self.data = UserData(self.data_dir / USERDATA_FILE, identity.local_data_key())
 
     @classmethod
-    def create(cls, data_dir: Path, name: str, passphrase: str, *, width: int = DEFAULT_WIDTH, **kdf: Any) -> Account:
-        """Make a new identity in ``data_dir`` (refuses to replace an existing one)."""
+    def create(
+        cls,
+        data_dir: Path,
+        name: str,
+        passphrase: str,
+        *,
+        width: int = DEFAULT_WIDTH,
+        seed: bytes | None = None,
+        **kdf: Any,
+    ) -> Account:
+        """Make a new identity in ``data_dir`` (refuses to replace an existing one). ``seed`` restores a known one;
+        ``kdf`` passes Argon2id limits to the keystore."""
         name = name.strip()
         if not name or len(name) > 64:
             raise KomradeError("a name must be 1 to 64 characters")
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        identity = Identity.generate()
+        identity = Identity.from_seed(seed) if seed is not None else Identity.generate()
         meta = {"name": name, "width": width, "created": int(time.time())}
         Address(identity.verify_key, width)  # validates the width before anything is written
         create_keystore(data_dir / KEYSTORE_FILE, identity.seed, passphrase, meta, **kdf)

@@ -1,0 +1,69 @@
+"""Iterative lookups that keep ``alpha`` requests in flight instead of waiting for the slowest of each round.
+
+kademlia's crawlers query ``alpha`` peers, wait for all of them, then start the next round: one dead peer
+stalls every round for a full timeout, and a network where a third of the nodes just left turns a lookup into
+ten seconds. Here a reply (or a timeout) frees its slot at once, so a dead peer costs one slot for one timeout
+(the Kademlia paper's own suggestion, section 2.3, "strict parallelism" relaxed). And like libtorrent's
+"short timeout", a request unanswered after ``SOFT_TIMEOUT`` stops counting against ``alpha`` (its late reply is
+still used), so a burst of departed nodes does not serialize the lookup; and a node lookup whose only
+outstanding requests are overdue answers with the live nodes it has heard from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kademlia.crawling import NodeSpiderCrawl
+from kademlia.node import Node
+
+#: Seconds after which an unanswered request no longer holds one of the ``alpha`` slots.
+SOFT_TIMEOUT = 0.5
+
+
+class Lookup(NodeSpiderCrawl):
+    """Find the k closest live nodes to ``node`` (``find``) or a value stored under its id (``find_value``)."""
+
+    async def find(self) -> list[Node]:
+        result = await self._run(self.protocol.call_find_node, want_value=False)
+        return result  # type: ignore[return-value]
+
+    async def find_value(self) -> bytes | None:
+        result = await self._run(self.protocol.call_find_value, want_value=True)
+        return result if isinstance(result, bytes) else None
+
+    async def _run(self, rpc: Any, *, want_value: bool) -> list[Node] | bytes | None:
+        in_flight: dict[asyncio.Future[Any], Node] = {}
+        stalled: set[asyncio.Future[Any]] = set()
+        try:
+            while True:
+                for peer in self.nearest.get_uncontacted():
+                    if len(in_flight) - len(stalled) >= self.alpha:
+                        break
+                    self.nearest.mark_contacted(peer)
+                    in_flight[asyncio.ensure_future(rpc(peer, self.node))] = peer
+                if not in_flight:
+                    return None if want_value else list(self.nearest)
+                done, _ = await asyncio.wait(in_flight, timeout=SOFT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    stalled.update(in_flight)
+                    if not want_value and not self.nearest.get_uncontacted():
+                        # Everyone left to hear from is overdue: answer with the live nodes we have, rather than
+                        # wait a full timeout for peers that most likely left. Their late replies are not needed.
+                        self.nearest.remove([in_flight[t].id for t in stalled])
+                        return list(self.nearest)
+                    continue
+                for task in done:
+                    stalled.discard(task)
+                    peer = in_flight.pop(task)
+                    ok, value = task.result()
+                    if not ok:
+                        self.nearest.remove([peer.id])
+                    elif isinstance(value, dict):
+                        if want_value:
+                            return value["value"]
+                    else:
+                        self.nearest.push([Node(*contact) for contact in value])
+        finally:
+            for task in in_flight:
+                task.cancel()

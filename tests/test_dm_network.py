@@ -1,0 +1,135 @@
+"""The core story on a real loopback network: a DM reaches a recipient who was offline when it was sent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from komrade_dht.envelope import envelope_id
+from komrade_dht.identity import Identity
+from komrade_dht.node import KomradeNode, NodeConfig
+from komrade_dht.slots import SlotParams, key_prefix, slot_id
+from komrade_dht.social import inbox, send_dm, sync_inbox
+from komrade_dht.storage import Store
+
+from .support import account, client, files_containing, start_relays, wait_for
+
+WIDTH = 2  # four slots per epoch: Bob and Carol are made to share one
+
+
+def co_tenant_seed(verify_key: bytes) -> bytes:
+    """A seed whose identity shares ``verify_key``'s slot prefix at WIDTH bits (Carol shares Bob's slot)."""
+    while True:
+        seed = os.urandom(32)
+        if key_prefix(Identity.from_seed(seed).verify_key, WIDTH) == key_prefix(verify_key, WIDTH):
+            return seed
+
+
+def test_dm_reaches_offline_recipient_and_co_tenant_reads_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 24)
+        alice = account(tmp_path, "Alice")
+        bob = account(tmp_path, "Bob", width=WIDTH)
+        carol = account(tmp_path, "Carol", width=WIDTH, seed=co_tenant_seed(bob.identity.verify_key))
+        text = "meet me at the library at noon, the usual place " + os.urandom(6).hex()
+        other_nodes: list[KomradeNode] = []
+        try:
+            # Bob has never been online: Alice only has his address text.
+            alice_node = await client(relays[3].address)
+            other_nodes.append(alice_node)
+            key = await send_dm(alice, alice_node, bob.address.text, text)
+            holders = [r for r in relays if r.store.has_blob(key)]
+            assert len(holders) >= 8, f"only {len(holders)} relays hold the envelope"
+            await alice_node.stop_async()
+
+            # A third of the relays go away, the holders among them included.
+            stopped = relays[:8]
+            for relay in stopped:
+                await relay.stop_async()
+            alive = relays[8:]
+
+            bob_node = await client(alive[5].address)
+            other_nodes.append(bob_node)
+            new = await sync_inbox(bob, bob_node)
+            assert [m.text for m in new] == [text]
+            message = new[0]
+            assert message.sender_fingerprint == alice.fingerprint
+            assert message.sender_address == alice.address.text
+            assert message.sender_name == "Alice"
+            assert message.request, "Alice is not in Bob's contacts, so this is a message request"
+            assert [m.id for m in inbox(bob)] == [key.hex()]
+            # A second sync finds nothing new and delivers nothing twice.
+            assert await sync_inbox(bob, bob_node) == []
+
+            # Carol shares Bob's slot: she downloads the same envelope and can read none of it.
+            assert slot_id(carol.identity.verify_key, WIDTH, 0) == slot_id(bob.identity.verify_key, WIDTH, 0)
+            carol_node = await client(alive[0].address)
+            other_nodes.append(carol_node)
+            slot = slot_id(carol.identity.verify_key, WIDTH, SlotParams().epoch(time.time()))
+            downloaded = await carol_node.fetch_slot(slot)
+            assert key in {envelope_id(d) for d in downloaded}
+            assert await sync_inbox(carol, carol_node) == []
+            assert inbox(carol) == []
+
+            # The plaintext is on no disk: not the relays', not Alice's, not Bob's (his copy is encrypted at rest).
+            assert files_containing(tmp_path, text.encode()) == []
+            assert files_containing(tmp_path, text.encode("utf-16-le")) == []
+        finally:
+            for node in other_nodes + relays[8:]:
+                await node.stop_async()
+            for acct in (alice, bob, carol):
+                acct.close()
+        # after closing (WAL checkpointed into the main files), still nowhere
+        assert files_containing(tmp_path, text.encode()) == []
+
+    asyncio.run(scenario())
+
+
+def test_expired_envelopes_disappear_from_every_node(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path, 6, NodeConfig(purge_interval=0.3))
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        node = await client(relays[1].address)
+        try:
+            key = await send_dm(alice, node, bob.address.text, "this will self-destruct", ttl=2)
+            assert all(r.store.has_blob(key) for r in relays)
+            await wait_for(lambda: all(r.store.stats().blobs == 0 for r in relays), timeout=10)
+            assert all(r.store.stats().slot_entries == 0 for r in relays)
+            assert await sync_inbox(bob, node) == []
+        finally:
+            for n in [node, *relays]:
+                await n.stop_async()
+            alice.close()
+            bob.close()
+
+    asyncio.run(scenario())
+
+
+def test_relay_restarted_from_its_data_dir_still_serves(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path, 5)
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        node = await client(relays[0].address)
+        key = await send_dm(alice, node, bob.address.text, "still here after a restart")
+        await node.stop_async()
+        old_id = relays[4].node.id
+        for relay in relays:
+            await relay.stop_async()
+        # Only relay 4 comes back, from its files, on a new port.
+        restarted = KomradeNode(Store(tmp_path / "relay4" / "relay.sqlite"), state_dir=tmp_path / "relay4")
+        await restarted.listen(0, "127.0.0.1")
+        try:
+            assert restarted.node.id == old_id, "a relay keeps its node id across restarts"
+            assert restarted.store.has_blob(key)
+            bob_node = await client(restarted.address)
+            new = await sync_inbox(bob, bob_node)
+            assert [m.text for m in new] == ["still here after a restart"]
+            await bob_node.stop_async()
+        finally:
+            await restarted.stop_async()
+            alice.close()
+            bob.close()
+
+    asyncio.run(scenario())
