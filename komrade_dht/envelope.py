@@ -156,12 +156,23 @@ def seal(
     return out
 
 
+def _needed(content_type: str, body_len: int) -> int:
+    """Envelope bytes a single-recipient sealed envelope needs for a body of ``body_len`` bytes."""
+    payload = codec.pack([content_type, bytes(32), bytes(32), 2**32 - 1, bytes(body_len), bytes(16), bytes(16)])
+    inner = codec.pack([payload, bytes(64)])
+    return FIXED_LEN + HEADER_LEN + _SECRETBOX_OVERHEAD + 2 + len(inner)
+
+
 def max_body(content_type: str = "dm") -> int:
     """The longest body that fits one single-recipient sealed envelope."""
-    overhead = len(codec.pack([content_type, bytes(32), bytes(32), 2**32 - 1, b"", bytes(16), bytes(16)]))
-    # msgpack bin header grows from 2 to 3 bytes past 255; inner adds a list header, a bin header and the signature.
-    room = SIZE_CLASSES[-1] - FIXED_LEN - HEADER_LEN - _SECRETBOX_OVERHEAD - 2 - overhead - 3 - 3 - 66 - 1
-    return room - 2
+    low, high = 0, SIZE_CLASSES[-1]
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _needed(content_type, mid) <= SIZE_CLASSES[-1]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 class TrialDecryptor:

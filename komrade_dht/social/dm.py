@@ -23,8 +23,8 @@ from .account import Account
 
 log = logging.getLogger(__name__)
 
-#: Longest DM text in UTF-8 bytes, what one envelope can carry after the sender's name (up to 64 bytes).
-MAX_TEXT_BYTES = max_body("dm") - 64 - 16
+#: Longest DM text in UTF-8 bytes when the sender's name is short ASCII (a long name leaves a little less).
+MAX_TEXT_BYTES = max_body("dm") - 32
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,14 @@ class Message:
 
 def encode_dm(name: str, width: int, text: str) -> bytes:
     """The body of a DM: the sender's display name and slot width (so the reply address is exact), and the text."""
-    if len(text.encode()) > MAX_TEXT_BYTES:
+    body = codec.pack({"name": name[:64], "w": width, "text": text})
+    room = max_body("dm")
+    if len(body) > room:
+        allowed = len(text.encode()) - (len(body) - room)
         raise KomradeError(
-            f"message is {len(text.encode())} bytes; one DM holds at most {MAX_TEXT_BYTES} bytes of UTF-8 text"
+            f"message is {len(text.encode())} bytes of UTF-8; one DM holds at most {max(allowed, 0)} with your name"
         )
-    return codec.pack({"name": name[:64], "w": width, "text": text})
+    return body
 
 
 def decode_dm(body: bytes) -> tuple[str, int, str]:
