@@ -25,14 +25,20 @@ def pack(obj: Any) -> bytes:
 
 
 def _depth(obj: Any, limit: int) -> int:
-    """Depth of nested lists/dicts, stopping early past ``limit``."""
+    """Depth of nested lists/dicts, stopping early past ``limit``; CodecError on a map key that is not a str."""
     if limit < 0:
         return 1
     if isinstance(obj, list):
         return 1 + max((_depth(x, limit - 1) for x in obj), default=0)
     if isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):
+            raise CodecError("map keys must be strings")
         return 1 + max((_depth(v, limit - 1) for v in obj.values()), default=0)
     return 0
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError("ext types are not accepted")
 
 
 def unpack(data: bytes, *, max_len: int = MAX_DATAGRAM, max_depth: int = MAX_DEPTH) -> Any:
@@ -55,6 +61,7 @@ def unpack(data: bytes, *, max_len: int = MAX_DATAGRAM, max_depth: int = MAX_DEP
             max_array_len=max_len,
             max_map_len=max_len // 2,
             max_ext_len=0,
+            ext_hook=_refuse_ext,
         )
     except msgpack.ExtraData:
         raise CodecError("trailing bytes after the msgpack object") from None

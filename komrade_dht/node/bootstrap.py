@@ -68,6 +68,8 @@ def load_routing(path: Path) -> list[tuple[str, int]]:
         data = json.loads(raw)
         peers = []
         for host, port in data["peers"][:MAX_SAVED_PEERS]:
+            if not isinstance(host, str):
+                raise ValueError("a host must be an IP address in text")
             ipaddress.ip_address(host)
             if not (isinstance(port, int) and 0 < port < 65536):
                 raise ValueError("bad port")

@@ -222,7 +222,7 @@ class KomradeProtocol(KademliaProtocol):
         if silent_since is not None:
             if time.monotonic() - silent_since < self._quiet_period:
                 self.counters["skipped_silent_peer"] += 1
-                return False, None
+                return False, "silent"  # not a fresh timeout: the peer stays in the routing table
             del self._silent[(addr[0], addr[1])]
         msg_id = os.urandom(wire.ID_LEN)
         sender = None if self.read_only else self.source_node.id
@@ -339,21 +339,32 @@ class KomradeProtocol(KademliaProtocol):
             self.router.add_contact(node)
             return
         self._by_addr[addr] = node.id
+        slots = self._slots_to_hand_off(node) if self.store is not None else []
         self.router.add_contact(node)
-        if self.store is not None:
-            self.spawn(self._hand_off(node))
+        if slots:
+            self.spawn(self._hand_off(node, slots))
 
-    async def _hand_off(self, node: Node) -> None:
-        """Kademlia section 2.5: give a newcomer what it should hold. Keys are used as they are, not re-hashed."""
+    def _slots_to_hand_off(self, node: Node) -> list[bytes]:
+        """Kademlia section 2.5, decided before the newcomer is in our table: the slots for which it is among the
+        k closest we know and we are the closest holder. Slot ids are used as they are (kademlia re-hashes keys)."""
         assert self.store is not None
-        sent = 0
+        slots = []
         for slot in self.store.slot_ids():
             target = Node(slot)
             neighbors = self.router.find_neighbors(target)
-            if neighbors and node.distance_to(target) >= neighbors[-1].distance_to(target):
-                continue
-            if neighbors and self.source_node.distance_to(target) > neighbors[0].distance_to(target):
-                continue
+            newcomer_close = len(neighbors) < self.router.ksize or (
+                node.distance_to(target) < neighbors[-1].distance_to(target)
+            )
+            we_closest = not neighbors or self.source_node.distance_to(target) < neighbors[0].distance_to(target)
+            if newcomer_close and we_closest:
+                slots.append(slot)
+        return slots
+
+    async def _hand_off(self, node: Node, slots: list[bytes]) -> None:
+        """Append what the newcomer should hold to it, at most HANDOFF_LIMIT entries."""
+        assert self.store is not None
+        sent = 0
+        for slot in slots:
             for _, data, _ in self.store.slot_entries(slot):
                 await self.call((node.ip, node.port), "append", slot, data)
                 sent += 1

@@ -24,6 +24,9 @@ from .protocol import KomradeProtocol
 
 log = logging.getLogger(__name__)
 
+#: Socket receive buffer we ask for (bytes).
+RECEIVE_BUFFER = 4 * 2**20
+
 
 @dataclass(frozen=True)
 class NodeConfig:
@@ -95,6 +98,11 @@ class KomradeNode(Server):
         self.transport, self.protocol = await loop.create_datagram_endpoint(
             self._create_protocol, local_addr=(interface, port), family=family
         )
+        sock = self.transport.get_extra_info("socket")
+        try:  # a sync fans out hundreds of requests; the default ~200 KB buffer drops replies (the kernel caps this)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError:
+            log.debug("could not raise the socket receive buffer")
         self._every(self.config.refresh_interval, self._refresh_table)
         if self.store is not None:
             self._every(self.config.purge_interval, self._purge)

@@ -75,8 +75,8 @@ def encode_request(msg_id: bytes, method: str, sender_id: bytes | None, args: li
     bare = REQUEST + msg_id + codec.pack([method, sender_id, args, b""])
     missing = pad_to - len(bare)
     if missing > 0:
-        # a bin8 header grows by one byte past 255 bytes of padding
-        pad = bytes(missing if missing <= 255 else missing - 1)
+        # a bin8 header grows by one byte past 255 bytes of padding: 256 missing can only be met one byte over
+        pad = bytes(missing if missing <= 256 else missing - 1)
         bare = REQUEST + msg_id + codec.pack([method, sender_id, args, pad])
     if len(bare) > MAX_DATAGRAM:
         raise ValueError(f"request {method} of {len(bare)} bytes exceeds the {MAX_DATAGRAM}-byte datagram limit")

@@ -23,6 +23,9 @@ from .account import Account
 
 log = logging.getLogger(__name__)
 
+#: How many epochs a sync reads at once: enough to hide latency, few enough not to overflow a socket buffer.
+SYNC_PARALLEL_EPOCHS = 4
+
 #: Longest DM text in UTF-8 bytes when the sender's name is short ASCII (a long name leaves a little less).
 MAX_TEXT_BYTES = max_body("dm") - 32
 
@@ -106,7 +109,13 @@ async def sync_inbox(
     decryptor = TrialDecryptor(account.identity)
     new: list[Message] = []
     slots = [slot_id(account.identity.verify_key, account.width, e) for e in params.epochs_since(since, now)]
-    fetched = await asyncio.gather(*(node.fetch_slot(slot, seen) for slot in slots))
+    limit = asyncio.Semaphore(SYNC_PARALLEL_EPOCHS)
+
+    async def fetch(slot: bytes) -> list[bytes]:
+        async with limit:
+            return await node.fetch_slot(slot, seen)
+
+    fetched = await asyncio.gather(*(fetch(slot) for slot in slots))
     for data in (blob for batch in fetched for blob in batch):
         key = envelope_id(data)
         if key in seen:
