@@ -1,0 +1,1 @@
+"""Benchmarks of komrade_dht: run each as ``python -m benchmarks.<name>`` (see benchmarks/README.md)."""
