@@ -228,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KomradeError as exc:
         print(f"komrade: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a port in use, an unreadable data directory: the system's words are clear enough
+        print(f"komrade: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
