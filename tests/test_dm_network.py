@@ -11,7 +11,7 @@ from komrade_dht.envelope import envelope_id
 from komrade_dht.identity import Identity
 from komrade_dht.node import KomradeNode, NodeConfig
 from komrade_dht.slots import SlotParams, key_prefix, slot_id
-from komrade_dht.social import inbox, send_dm, sync_inbox
+from komrade_dht.social import burn, inbox, mark_read, send_dm, sync_inbox
 from komrade_dht.storage import Store
 
 from .support import account, client, files_containing, start_relays, wait_for
@@ -129,6 +129,32 @@ def test_relay_restarted_from_its_data_dir_still_serves(tmp_path: Path) -> None:
             await bob_node.stop_async()
         finally:
             await restarted.stop_async()
+            alice.close()
+            bob.close()
+
+    asyncio.run(scenario())
+
+
+def test_burn_deletes_every_copy_and_needs_the_secret(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path, 6)
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        node = await client(relays[2].address)
+        try:
+            key = await send_dm(alice, node, bob.address.text, "burn after reading")
+            [message] = await sync_inbox(bob, node)
+            assert sum(r.store.has_blob(key) for r in relays) == 6
+            # Without the secret (a guess), nobody deletes anything.
+            ok, reply = await node.protocol.call(relays[0].address, "burn", key, bytes(16))
+            assert (ok, reply) == (False, "wrong_burn_secret") and relays[0].store.has_blob(key)
+            assert mark_read(bob, message.id).read is True
+            deleted = await burn(bob, node, message.id)
+            assert deleted == 6
+            assert not any(r.store.has_blob(key) for r in relays)
+            assert inbox(bob) == []
+        finally:
+            for n in [node, *relays]:
+                await n.stop_async()
             alice.close()
             bob.close()
 

@@ -21,6 +21,7 @@ What we override, and why (DESIGN.md, "Node and transport"):
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import time
@@ -107,6 +108,7 @@ class KomradeProtocol(KademliaProtocol):
             "store": self.rpc_store,
             "append": self.rpc_append,
             "slot_page": self.rpc_slot_page,
+            "burn": self.rpc_burn,
         }
 
     # -- tasks -------------------------------------------------------------------------------------------
@@ -319,6 +321,18 @@ class KomradeProtocol(KademliaProtocol):
         ids, next_cursor = self.store.read_slot(slot, cursor, min(limit, fit))
         return True, [ids, next_cursor]
 
+    def rpc_burn(self, sender: tuple[str, int], key: bytes, secret: bytes, *, budget: int) -> tuple[bool, Any]:
+        """Delete an envelope whoever reveals its burn secret: no identity needed, only knowledge of the content."""
+        held = self.store.get_blob(key) if self.store is not None else None
+        if held is None:
+            return True, False
+        if not hmac.compare_digest(env.burn_hash(secret), held[6:22]):
+            return False, "wrong_burn_secret"
+        assert self.store is not None
+        self.store.delete_blob(key)
+        self.counters["burned"] += 1
+        return True, True
+
     def is_close_to(self, key: bytes) -> bool:
         """Plausibly among the k closest to ``key``: fewer than k known nodes are closer than we are."""
         target = Node(key)
@@ -431,6 +445,10 @@ class KomradeProtocol(KademliaProtocol):
             self.counters["bad_reply"] += 1
             ok, value = False, "bad_reply"
         return self.handle_call_response((ok, value), node_to_ask)
+
+    async def call_burn(self, node_to_ask: Node, key: bytes, secret: bytes) -> tuple[bool, Any]:
+        result = await self.call((node_to_ask.ip, node_to_ask.port), "burn", key, secret)
+        return self.handle_call_response(result, node_to_ask)
 
     async def call_get_blob(self, node_to_ask: Node, key: bytes) -> tuple[bool, Any]:
         ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "get_blob", key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import logging
 import os
@@ -233,6 +234,21 @@ class KomradeNode(Server):
                 f"no node acknowledged the envelope ({len(slot_nodes)} slot holders tried): is the network reachable?"
             )
         return acks
+
+    async def burn(self, key: bytes, secret: bytes, slots: list[bytes] = []) -> int:  # noqa: B006 (read only)
+        """Ask every holder of envelope ``key`` (near its id and near each of ``slots``) to delete it, proving the
+        right to by revealing its burn ``secret``. Returns how many holders deleted a copy."""
+        assert self.protocol is not None
+        holders: dict[bytes, Node] = {}
+        for found in await asyncio.gather(self.closest(key), *(self.closest(s) for s in slots)):
+            holders.update((n.id, n) for n in found)
+        results = await asyncio.gather(*(self.protocol.call_burn(n, key, secret) for n in holders.values()))
+        burned = sum(1 for ok, deleted in results if ok and deleted is True)
+        held = self.store.get_blob(key) if self.store is not None else None
+        if held is not None and hmac.compare_digest(env.burn_hash(secret), held[6:22]):
+            self.store.delete_blob(key)  # type: ignore[union-attr]
+            burned += 1
+        return burned
 
     async def fetch_slot(self, slot: bytes, known: set[bytes] = frozenset()) -> list[bytes]:  # type: ignore[assignment]
         """Every envelope in ``slot`` whose id is not in ``known``, gathered from the slot's closest holders.

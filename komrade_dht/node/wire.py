@@ -125,6 +125,7 @@ ARGS: dict[str, list[Callable[[Any], bool]]] = {
     "store": [is_id, lambda v: isinstance(v, bytes)],
     "append": [is_id, lambda v: isinstance(v, bytes)],
     "slot_page": [is_id, is_uint, lambda v: is_uint(v, 256)],
+    "burn": [is_id, lambda v: isinstance(v, bytes) and len(v) == 16],
 }
 
 

@@ -43,6 +43,7 @@ class Message:
     text: str
     request: bool
     verified: bool
+    read: bool = False
 
 
 def encode_dm(name: str, width: int, text: str) -> bytes:
@@ -116,6 +117,7 @@ async def sync_inbox(
             return await node.fetch_slot(slot, seen)
 
     fetched = await asyncio.gather(*(fetch(slot) for slot in slots))
+    slot_of = {envelope_id(data): slot for slot, batch in zip(slots, fetched) for data in batch}
     for data in (blob for batch in fetched for blob in batch):
         key = envelope_id(data)
         if key in seen:
@@ -147,6 +149,7 @@ async def sync_inbox(
             verified=bool(contact and contact.verified),
         )
         account.data.put("message", key, asdict(message))
+        account.data.put("burn", key, {"secret": opened.burn_secret, "slot": slot_of[key]})
         new.append(message)
     account.data.put("state", b"sync", {"last_sync": int(now)})
     _forget_old_seen(account, now)
@@ -162,3 +165,37 @@ def _forget_old_seen(account: Account, now: float) -> None:
 def inbox(account: Account) -> list[Message]:
     """Every received message on this device, oldest first."""
     return sorted((Message(**r) for r in account.data.all("message")), key=lambda m: (m.sent_at, m.id))
+
+
+def mark_read(account: Account, message_id: str, read: bool = True) -> Message:
+    """Mark a received message as read (or unread again)."""
+    key = _message_key(message_id)
+    record = account.data.get("message", key)
+    if record is None:
+        raise KomradeError(f"no message {message_id}")
+    record["read"] = read
+    account.data.put("message", key, record)
+    return Message(**record)
+
+
+async def burn(account: Account, node: KomradeNode, message_id: str) -> int:
+    """Delete a received message here and ask every holder in the network to delete its envelope, proving the right
+    to by revealing the burn secret sealed inside it. Returns how many network copies were deleted."""
+    key = _message_key(message_id)
+    proof = account.data.get("burn", key)
+    if account.data.get("message", key) is None or proof is None:
+        raise KomradeError(f"no message {message_id}")
+    deleted = await node.burn(key, proof["secret"], [proof["slot"]])
+    account.data.delete("message", key)
+    account.data.delete("burn", key)
+    return deleted
+
+
+def _message_key(message_id: str) -> bytes:
+    try:
+        key = bytes.fromhex(message_id)
+    except ValueError:
+        key = b""
+    if len(key) != 20:
+        raise KomradeError(f"not a message id: {message_id!r} (40 hex characters)")
+    return key
