@@ -36,6 +36,7 @@ from .. import envelope as env
 from ..errors import EnvelopeError, QuotaExceeded
 from ..storage import Store
 from . import wire
+from .ratelimit import PeerLimiter, RateLimits
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,16 @@ class KomradeProtocol(KademliaProtocol):
         read_only: bool = False,
         wait_timeout: float = 2.0,
         quiet_period: float = 15.0,
+        pow: env.PowParams = env.PowParams(),
+        limits: RateLimits = RateLimits(),
     ) -> None:
         super().__init__(source_node, store, ksize)
         self._wait_timeout = wait_timeout
         self.router = KomradeRoutingTable(self, ksize, source_node)
         self.store = store
         self.read_only = read_only
+        self.pow = pow
+        self.limiter = PeerLimiter(limits)
         self.counters: Counter[str] = Counter()
         self._log = RateLimitedLog(log)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -149,6 +154,9 @@ class KomradeProtocol(KademliaProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.counters["datagrams_in"] += 1
         self.counters["bytes_in"] += len(data)
+        if data[:1] == wire.REQUEST and not self.limiter.allow_request((addr[0], addr[1]), time.monotonic()):
+            self._drop("rate_limited", addr)  # before decoding: an over-eager peer costs us no parsing
+            return
         try:
             msg = wire.decode(data)
         except wire.BadMessage as exc:
@@ -276,8 +284,8 @@ class KomradeProtocol(KademliaProtocol):
     def rpc_get_blob(self, sender: tuple[str, int], key: bytes, *, budget: int) -> tuple[bool, Any]:
         return True, self.store.get_blob(key) if self.store is not None else None
 
-    def _accept_envelope(self, key: bytes, data: bytes) -> str | None:
-        """Why we refuse to hold ``data`` for ``key`` (an error code), or None if we take it."""
+    def _accept_envelope(self, sender: tuple[str, int], key: bytes, data: bytes) -> str | None:
+        """Why we refuse to hold ``data`` for ``key`` (an error code), or None if we take it. Cheap checks first."""
         if self.store is None or self.read_only:
             return "read_only"
         try:
@@ -286,12 +294,16 @@ class KomradeProtocol(KademliaProtocol):
             return "bad_envelope"
         if not self.is_close_to(key):
             return "not_close"
+        if not env.check_pow(data, self.pow):
+            return "insufficient_work"
+        if not self.limiter.allow_write(sender, len(data), time.monotonic()):
+            return "write_rate_limited"
         return None
 
     def rpc_store(self, sender: tuple[str, int], key: bytes, value: bytes, *, budget: int) -> tuple[bool, Any]:
         if env.envelope_id(value) != key:
             return False, "id_mismatch"
-        refusal = self._accept_envelope(key, value)
+        refusal = self._accept_envelope(sender, key, value)
         if refusal:
             return False, refusal
         assert self.store is not None
@@ -302,7 +314,7 @@ class KomradeProtocol(KademliaProtocol):
         return True, True
 
     def rpc_append(self, sender: tuple[str, int], slot: bytes, value: bytes, *, budget: int) -> tuple[bool, Any]:
-        refusal = self._accept_envelope(slot, value)
+        refusal = self._accept_envelope(sender, slot, value)
         if refusal:
             return False, refusal
         assert self.store is not None

@@ -21,6 +21,7 @@ from ..errors import EnvelopeError, NetworkError
 from ..storage import Store
 from .bootstrap import load_routing, save_routing
 from .crawling import Lookup
+from .ratelimit import RateLimits
 from .protocol import KomradeProtocol
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ class NodeConfig:
     """Seconds between purges of expired envelopes."""
     save_interval: float = 600.0
     """Seconds between saves of the routing table to routing.json."""
+    pow: env.PowParams = env.PowParams()
+    """Proof of work every envelope must carry to be stored or forwarded (the same on every node)."""
+    limits: RateLimits = RateLimits()
+    """Per-peer request and write rate limits."""
 
 
 class KomradeNode(Server):
@@ -82,7 +87,13 @@ class KomradeNode(Server):
 
     def _create_protocol(self) -> KomradeProtocol:
         return KomradeProtocol(
-            self.node, self.store, self.ksize, read_only=self.read_only, wait_timeout=self.config.wait_timeout
+            self.node,
+            self.store,
+            self.ksize,
+            read_only=self.read_only,
+            wait_timeout=self.config.wait_timeout,
+            pow=self.config.pow,
+            limits=self.config.limits,
         )
 
     @property

@@ -90,7 +90,9 @@ async def send_dm(
     now = time.time() if now is None else now
     body = encode_dm(account.name, account.width, text)
     kwargs = {"ttl": ttl} if ttl is not None else {}
-    data = seal(account.identity, recipient.public, body, content_type="dm", now=now, **kwargs)
+    data = await asyncio.to_thread(
+        seal, account.identity, recipient.public, body, content_type="dm", now=now, pow=node.config.pow, **kwargs
+    )
     slot = slot_id(recipient.verify_key, recipient.width, params.epoch(now))
     acks = await node.publish(slot, data)
     key = envelope_id(data)

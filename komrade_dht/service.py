@@ -1,0 +1,474 @@
+"""One user's running node: an open :class:`~komrade_dht.social.Account`, a full DHT node holding data for others
+(its own SQLite store, ``node.sqlite`` in the data directory), a periodic inbox sync and a stream of events.
+
+This is what the local HTTP API (``komrade_dht.api``) serves: each public method of :class:`UserService` is one
+route. It owns every background task it starts (the sync loop and the status watcher) and cancels them in
+:meth:`UserService.close`; the node owns its own periodic jobs and stops them in ``stop_async``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Awaitable, Callable, Literal
+
+from . import __version__
+from .address import decode_address
+from .errors import KomradeError
+from .node import KomradeNode, NodeConfig
+from .social import Account, Contact, Message, burn, inbox, mark_read, send_dm, sync_inbox
+from .storage import Store, StoreLimits
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (not POSIX)
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+NODE_DB = "node.sqlite"
+LOCK_FILE = "node.lock"
+
+
+class InvalidInput(KomradeError):
+    """A request carried a value that cannot be used (its message says which and why)."""
+
+
+class NotFound(KomradeError):
+    """The message or contact named in a request is not on this device."""
+
+
+class AlreadyRunning(KomradeError):
+    """Another komrade node already runs for this data directory (one node per account at a time)."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Settings of one user's node. Defaults suit a desktop: loopback, a sync every 30 seconds."""
+
+    listen_host: str = "127.0.0.1"
+    """Interface of the node's UDP socket. Loopback reaches only peers on this machine; use 0.0.0.0 (or the
+    machine's address) to join a network elsewhere."""
+    listen_port: int = 0
+    """UDP port of the node (0: any free port)."""
+    bootstrap: tuple[tuple[str, int], ...] = ()
+    """Peers to join through (the saved routing.json in the data directory is tried too)."""
+    sync_interval: float = 30.0
+    """Seconds between automatic inbox syncs."""
+    status_interval: float = 5.0
+    """Seconds between checks for a status change worth an event (peers, stored envelopes, last sync)."""
+    node: NodeConfig = NodeConfig()
+    """The DHT node's tunables."""
+    limits: StoreLimits = StoreLimits()
+    """Quotas of the node's store (what it holds for others)."""
+    event_queue: int = 256
+    """Events buffered per subscriber; a subscriber that falls this far behind is disconnected (it can re-read
+    the inbox and subscribe again) so a stuck reader never makes the node's memory grow."""
+
+    def __post_init__(self) -> None:
+        if not self.sync_interval > 0 or not self.status_interval > 0:
+            raise ValueError("sync_interval and status_interval must be positive")
+        if self.event_queue < 1:
+            raise ValueError("event_queue must be at least 1")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing subscribers are told: ``kind`` is ``"message"`` (``data`` is a Message as a dict) or
+    ``"status"`` (``data`` is what :meth:`UserService.status` returns). ``seq`` counts up from 1 per service."""
+
+    kind: Literal["message", "status"]
+    data: dict[str, Any]
+    seq: int
+
+
+class Subscription:
+    """A subscriber's queue of events. Iterate it (``async for event in sub``); it ends when the service closes or
+    when this subscriber fell more than ``ServiceConfig.event_queue`` events behind (then ``overflowed`` is True)."""
+
+    def __init__(self, hub: EventHub, size: int) -> None:
+        self._hub = hub
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(size + 1)  # +1: room for the closing sentinel
+        self._size = size
+        self.overflowed = False
+        self.closed = False
+
+    def _offer(self, event: Event) -> None:
+        if self.closed:
+            return
+        if self._queue.qsize() >= self._size:
+            self.overflowed = True
+            self._end()
+            return
+        self._queue.put_nowait(event)
+
+    def _end(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._queue.put_nowait(None)
+
+    async def get(self, timeout: float | None = None) -> Event | None:
+        """The next event; None when the subscription ended. Raises TimeoutError after ``timeout`` seconds."""
+        if self.closed and self._queue.empty():
+            return None
+        item = await asyncio.wait_for(self._queue.get(), timeout)
+        if item is None:
+            self._queue.put_nowait(None)  # later get() calls see the end too
+        return item
+
+    def close(self) -> None:
+        self._hub._subscribers.discard(self)
+        self._end()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventHub:
+    """In-process publish/subscribe: every subscriber gets every event published after it subscribed."""
+
+    def __init__(self, queue_size: int = 256) -> None:
+        self._queue_size = queue_size
+        self._subscribers: set[Subscription] = set()
+        self._seq = 0
+        self.closed = False
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self, self._queue_size)
+        if self.closed:
+            sub._end()
+        else:
+            self._subscribers.add(sub)
+        return sub
+
+    def publish(self, kind: Literal["message", "status"], data: dict[str, Any]) -> Event:
+        self._seq += 1
+        event = Event(kind, data, self._seq)
+        for sub in list(self._subscribers):
+            sub._offer(event)
+            if sub.closed:
+                self._subscribers.discard(sub)
+        return event
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def close(self) -> None:
+        self.closed = True
+        for sub in list(self._subscribers):
+            sub._end()
+        self._subscribers.clear()
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A DM that left: its envelope id (hex) and how many nodes acknowledged storing it."""
+
+    id: str
+    acks: int
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the inbox, oldest first."""
+
+    total: int
+    offset: int
+    limit: int
+    messages: list[Message] = field(default_factory=list)
+
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_FINGERPRINT = re.compile(r"[0-9]{5}(?:[ -]?[0-9]{5}){5}")
+
+
+def message_key(message_id: str) -> bytes:
+    """The 20-byte id of a message from its 40 lowercase hex characters (InvalidInput otherwise)."""
+    if not isinstance(message_id, str) or not _HEX40.fullmatch(message_id):
+        raise InvalidInput(f"not a message id: {str(message_id)[:60]!r} (40 lowercase hex characters)")
+    return bytes.fromhex(message_id)
+
+
+class UserService:
+    """An open account and its node. ``await start()``, use it, ``await close()`` (or ``async with``)."""
+
+    def __init__(self, account: Account, config: ServiceConfig = ServiceConfig()) -> None:
+        self.account = account
+        self.config = config
+        self.data_dir = account.data_dir
+        self.events = EventHub(config.event_queue)
+        self.node: KomradeNode | None = None
+        self.started_at = time.time()
+        self.last_sync: int | None = None
+        self.last_sync_error: str | None = None
+        self._sync_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock_fd: int | None = None
+        self._last_summary: dict[str, Any] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Take the data directory's lock, open the store, listen, join, and start the sync and status tasks."""
+        self._take_lock()
+        store: Store | None = None
+        try:
+            store = Store(self.data_dir / NODE_DB, self.config.limits)
+            self.node = KomradeNode(store, config=self.config.node, state_dir=self.data_dir)
+            store = None  # the node owns it now and closes it in stop_async
+            await self.node.listen(self.config.listen_port, self.config.listen_host)
+            joined = await self.node.bootstrap(list(self.config.bootstrap))
+            log.info("user node joined with %d peers known", len(joined))
+        except BaseException:
+            if store is not None:
+                store.close()
+            await self._stop_node()
+            self._release_lock()
+            raise
+        self.started_at = time.time()
+        self._spawn(self._every(self.config.sync_interval, self._periodic_sync), "sync")
+        self._spawn(self._every(self.config.status_interval, self._check_status), "status")
+
+    async def close(self) -> None:
+        """Cancel the tasks this service owns, end every subscription, stop the node (its store is closed),
+        release the data directory. The account stays open: whoever opened it closes it."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.events.close()
+        await self._stop_node()
+        self._release_lock()
+
+    async def __aenter__(self) -> UserService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _stop_node(self) -> None:
+        node, self.node = self.node, None
+        if node is not None:
+            await node.stop_async()
+
+    def _take_lock(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise AlreadyRunning(
+                    f"a komrade node already runs for {self.data_dir}: stop it first, or talk to it (komrade send/inbox do)"
+                ) from None
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"komrade-service-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _every(interval: float, job: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic %s failed; it runs again in %.0f s", job.__name__, interval)
+
+    def _node(self) -> KomradeNode:
+        if self.node is None:
+            raise KomradeError("the node is not running")
+        return self.node
+
+    # -- identity ------------------------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        return {
+            "address": self.account.address.text,
+            "fingerprint": self.account.fingerprint,
+            "name": self.account.name,
+            "width": self.account.width,
+        }
+
+    def qr_png(self, scale: int = 8) -> bytes:
+        """The address as a QR code, PNG bytes."""
+        import io
+
+        import segno
+
+        if not 1 <= scale <= 32:
+            raise InvalidInput("scale must be between 1 and 32")
+        buf = io.BytesIO()
+        segno.make(self.account.address.text, error="m").save(buf, kind="png", scale=scale, border=4)
+        return buf.getvalue()
+
+    # -- contacts ------------------------------------------------------------------------------------------
+    def contacts(self) -> list[Contact]:
+        return self.account.contacts()
+
+    def add_contact(self, address: str, name: str) -> Contact:
+        name = name.strip()
+        if not 1 <= len(name) <= 64:
+            raise InvalidInput("a contact's name must be 1 to 64 characters (not only spaces)")
+        return self.account.add_contact(address, name)
+
+    def _contact_key(self, ref: str) -> bytes:
+        """The verify key of the contact named by ``ref``: its address, its public key (64 hex) or its fingerprint
+        (30 digits, spaces or dashes between the groups allowed)."""
+        if not isinstance(ref, str):
+            raise InvalidInput("a contact is named by its address, public key or fingerprint")
+        ref = ref.strip()
+        if ref.lower().startswith("komrade1"):
+            return decode_address(ref).verify_key
+        if _HEX64.fullmatch(ref):
+            return bytes.fromhex(ref)
+        if _FINGERPRINT.fullmatch(ref):
+            digits = re.sub(r"[ -]", "", ref)
+            for contact in self.account.contacts():
+                if contact.fingerprint.replace(" ", "") == digits:
+                    return decode_address(contact.address).verify_key
+            raise NotFound(f"no contact with fingerprint {ref}")
+        raise InvalidInput(
+            f"not a contact reference: {ref[:60]!r} (an address, a 64-hex-digit public key, or a fingerprint)"
+        )
+
+    def verify_contact(self, ref: str) -> Contact:
+        key = self._contact_key(ref)
+        if self.account.contact(key) is None:
+            raise NotFound(f"no contact {ref}")
+        return self.account.verify_contact(key)
+
+    def remove_contact(self, ref: str) -> None:
+        if not self.account.remove_contact(self._contact_key(ref)):
+            raise NotFound(f"no contact {ref}")
+
+    # -- direct messages -----------------------------------------------------------------------------------
+    async def send(self, to: str, text: str) -> Sent:
+        """Seal ``text`` to the address ``to`` and publish it. AddressError/KomradeError for bad input,
+        NetworkError when no node acknowledged it."""
+        if not text:
+            raise InvalidInput("the message is empty")
+        recipient = decode_address(to)  # a typo fails here, before any work
+        key = await send_dm(self.account, self._node(), recipient.text, text)
+        record = self.account.data.get("sent", key) or {}
+        return Sent(key.hex(), int(record.get("acks", 0)))
+
+    def messages(self, offset: int = 0, limit: int = 50) -> Page:
+        if offset < 0 or not 1 <= limit <= 500:
+            raise InvalidInput("offset must be >= 0 and limit between 1 and 500")
+        everything = inbox(self.account)
+        return Page(len(everything), offset, limit, everything[offset : offset + limit])
+
+    def mark_read(self, message_id: str) -> Message:
+        key = message_key(message_id)
+        if not self.account.data.has("message", key):
+            raise NotFound(f"no message {message_id}")
+        return mark_read(self.account, message_id)
+
+    async def burn(self, message_id: str) -> int:
+        """Delete a received message here and its envelope wherever the network holds it; returns the number of
+        network copies deleted."""
+        key = message_key(message_id)
+        if not self.account.data.has("message", key):
+            raise NotFound(f"no message {message_id}")
+        return await burn(self.account, self._node(), message_id)
+
+    async def sync(self) -> list[Message]:
+        """Pull the inbox now; publishes a ``message`` event per new message. Syncs never overlap."""
+        async with self._sync_lock:
+            try:
+                new = await sync_inbox(self.account, self._node())
+            except KomradeError as exc:
+                self.last_sync_error = str(exc)
+                raise
+            self.last_sync = int(time.time())
+            self.last_sync_error = None
+        for message in new:
+            self.events.publish("message", asdict(message))
+        await self._check_status()
+        return new
+
+    async def _periodic_sync(self) -> None:
+        try:
+            await self.sync()
+        except KomradeError as exc:
+            log.warning("inbox sync failed: %s", exc)
+            await self._check_status()
+
+    # -- status ---------------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        node = self._node()
+        raw = node.status()
+        buckets = len(node.protocol.router.buckets) if node.protocol is not None else 0
+        return {
+            "version": __version__,
+            "node_id": raw.get("node_id", ""),
+            "address": raw.get("address", ""),
+            "read_only": bool(raw.get("read_only", False)),
+            "peers": int(raw.get("peers", 0)),
+            "routing_table_size": int(raw.get("peers", 0)),
+            "buckets": buckets,
+            "envelopes": int(raw.get("envelopes", 0)),
+            "bytes": int(raw.get("bytes", 0)),
+            "slots": int(raw.get("slots", 0)),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "last_sync": self.last_sync,
+            "last_sync_error": self.last_sync_error,
+            "subscribers": self.events.subscribers,
+            "counters": {str(k): int(v) for k, v in dict(raw.get("counters", {})).items()},
+        }
+
+    async def _check_status(self) -> None:
+        """Publish a ``status`` event when something a UI shows changed."""
+        if self.node is None:
+            return
+        status = self.status()
+        summary = {k: status[k] for k in ("peers", "envelopes", "bytes", "last_sync", "last_sync_error")}
+        if summary != self._last_summary:
+            self._last_summary = summary
+            self.events.publish("status", status)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        """Events from now on; the first one is the current status."""
+        sub = self.events.subscribe()
+        try:
+            if self.node is not None:
+                sub._offer(Event("status", self.status(), 0))
+            yield sub
+        finally:
+            sub.close()
