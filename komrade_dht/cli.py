@@ -15,17 +15,27 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, AsyncIterator, Sequence
 
 from . import __version__
 from .errors import KomradeError
 from .node import KomradeNode, NodeConfig
 from .node.bootstrap import PACKAGED_BOOTSTRAP, parse_hostport, read_bootstrap_file
-from .social import Account, inbox, send_dm, sync_inbox
+from .social import Account, Message, inbox, send_dm, sync_inbox
 from .storage import Store
+
+if TYPE_CHECKING:
+    from .api.client import SyncApiClient
 
 log = logging.getLogger("komrade")
 RELAY_DB = "relay.sqlite"
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
 
 
 def default_data_dir() -> Path:
@@ -117,6 +127,50 @@ def cmd_contact(args: argparse.Namespace) -> int:
     return 0
 
 
+def running_node(args: argparse.Namespace) -> SyncApiClient | None:
+    """A client of the node already running for this data directory (``komrade node``), or None."""
+    from .api.client import SyncApiClient, node_running
+
+    if not node_running(args.data_dir):
+        return None
+    if args.bootstrap or args.bootstrap_file:
+        log.info("a node runs for %s: using it (its own peers, not --bootstrap)", args.data_dir)
+    return SyncApiClient.from_data_dir(args.data_dir)
+
+
+def print_inbox(new: int, messages: Sequence[Message], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"new": new, "messages": [asdict(m) for m in messages]}))
+        return
+    if not messages:
+        print("no messages")
+    for m in messages:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(m.sent_at))
+        tag = "  (request: not in your contacts)" if m.request else ""
+        print(f"{when}  {m.sender_name}  [{m.sender_fingerprint}]{tag}\n    {m.text}")
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    api = running_node(args)
+    if api is None:
+        return asyncio.run(_send(args))
+    with api:
+        sent = api.send(args.address, args.text)
+    print(f"sent {sent.id}")
+    return 0
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    api = running_node(args)
+    if api is None:
+        return asyncio.run(_inbox(args))
+    with api:
+        new = api.sync()
+        messages = api.all_messages()
+    print_inbox(len(new), messages, args.json)
+    return 0
+
+
 async def _send(args: argparse.Namespace) -> int:
     account = Account.open(args.data_dir, read_passphrase())
     try:
@@ -136,15 +190,45 @@ async def _inbox(args: argparse.Namespace) -> int:
         messages = inbox(account)
     finally:
         account.close()
-    if args.json:
-        print(json.dumps({"new": len(new), "messages": [asdict(m) for m in messages]}))
-        return 0
-    if not messages:
-        print("no messages")
-    for m in messages:
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(m.sent_at))
-        tag = "  (request: not in your contacts)" if m.request else ""
-        print(f"{when}  {m.sender_name}  [{m.sender_fingerprint}]{tag}\n    {m.text}")
+    print_inbox(len(new), messages, args.json)
+    return 0
+
+
+async def _node(args: argparse.Namespace) -> int:
+    """The user's node and its local API, until SIGINT/SIGTERM."""
+    from .api.server import ApiServer
+    from .service import ServiceConfig, UserService
+
+    peers = bootstrap_peers(args)
+    if args.listen:
+        host, port = parse_hostport(args.listen)
+    else:
+        host, port = client_interface(peers), 0
+    api_host, api_port = parse_hostport(args.api)
+    config = ServiceConfig(listen_host=host, listen_port=port, bootstrap=tuple(peers), sync_interval=args.sync_interval)
+    account = Account.open(args.data_dir, read_passphrase())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        service = UserService(account, config)
+        server = ApiServer(service, api_host, api_port)  # refuses a non-loopback host before anything starts
+        await service.start()
+        try:
+            url = await server.start()
+            try:
+                print(f"API on {url}", flush=True)
+                assert service.node is not None
+                print("node on %s:%d" % service.node.address, flush=True)
+                await stop.wait()
+                log.info("stopping")
+            finally:
+                await server.close()
+        finally:
+            await service.close()
+    finally:
+        account.close()
     return 0
 
 
@@ -198,11 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ksize", type=int, default=20)
     p.add_argument("--purge-interval", type=float, default=60.0)
     net(p)
-    p = sub.add_parser("send", help="send a direct message")
+    p = sub.add_parser("node", help="run your node and its local API (for the app, send and inbox) until SIGINT/SIGTERM")
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="UDP address of the node (default: 127.0.0.1 if every bootstrap peer is on loopback, else 0.0.0.0; any port)")
+    p.add_argument("--api", default="127.0.0.1:0", metavar="HOST:PORT", help="loopback address of the API (default any port)")
+    p.add_argument("--sync-interval", type=positive_float, default=30.0, metavar="SECONDS", help="inbox sync period (30)")
+    net(p)
+    p = sub.add_parser("send", help="send a direct message (through the running node, if there is one)")
     net(p)
     p.add_argument("address")
     p.add_argument("text")
-    p = sub.add_parser("inbox", help="fetch and list your direct messages")
+    p = sub.add_parser("inbox", help="fetch and list your direct messages (through the running node, if there is one)")
     net(p)
     p.add_argument("--json", action="store_true", help="print exactly one JSON document")
     return parser
@@ -219,8 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "init": cmd_init,
         "address": cmd_address,
         "contact": cmd_contact,
-        "send": lambda a: asyncio.run(_send(a)),
-        "inbox": lambda a: asyncio.run(_inbox(a)),
+        "send": cmd_send,
+        "inbox": cmd_inbox,
+        "node": lambda a: asyncio.run(_node(a)),
         "relay": lambda a: asyncio.run(_relay(a)),
     }
     try:

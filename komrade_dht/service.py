@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable, Literal
 
 from . import __version__
 from .address import decode_address
-from .errors import KomradeError
+from .errors import AddressError, KomradeError
 from .node import KomradeNode, NodeConfig
 from .social import Account, Contact, Message, burn, inbox, mark_read, send_dm, sync_inbox
 from .storage import Store, StoreLimits
@@ -341,19 +341,20 @@ class UserService:
         return self.account.contacts()
 
     def add_contact(self, address: str, name: str) -> Contact:
-        name = name.strip()
-        if not 1 <= len(name) <= 64:
-            raise InvalidInput("a contact's name must be 1 to 64 characters (not only spaces)")
-        return self.account.add_contact(address, name)
+        if not name.strip() or len(name) > 64:
+            raise InvalidInput("a contact's name must be 1 to 64 characters, not only spaces")
+        return self.account.add_contact(address, name.strip())
 
     def _contact_key(self, ref: str) -> bytes:
         """The verify key of the contact named by ``ref``: its address, its public key (64 hex) or its fingerprint
-        (30 digits, spaces or dashes between the groups allowed)."""
-        if not isinstance(ref, str):
-            raise InvalidInput("a contact is named by its address, public key or fingerprint")
-        ref = ref.strip()
-        if ref.lower().startswith("komrade1"):
-            return decode_address(ref).verify_key
+        (30 digits, spaces or dashes between the groups allowed). NotFound if it names no contact, or is none of
+        those forms (a reference to nothing is a missing contact, as for a path that names no resource)."""
+        ref = ref.strip() if isinstance(ref, str) else ""
+        if ref.startswith("komrade1"):
+            try:
+                return decode_address(ref).verify_key
+            except AddressError as exc:
+                raise NotFound(f"no contact {ref[:80]!r}: {exc}") from None
         if _HEX64.fullmatch(ref):
             return bytes.fromhex(ref)
         if _FINGERPRINT.fullmatch(ref):
@@ -362,8 +363,8 @@ class UserService:
                 if contact.fingerprint.replace(" ", "") == digits:
                     return decode_address(contact.address).verify_key
             raise NotFound(f"no contact with fingerprint {ref}")
-        raise InvalidInput(
-            f"not a contact reference: {ref[:60]!r} (an address, a 64-hex-digit public key, or a fingerprint)"
+        raise NotFound(
+            f"no contact {ref[:60]!r}: name a contact by its address, its public key (64 hex digits) or its fingerprint"
         )
 
     def verify_contact(self, ref: str) -> Contact:

@@ -40,6 +40,12 @@ KEEPALIVE = 15.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: The query parameters each route takes; any other is refused with 400.
+QUERY_PARAMS: dict[str, frozenset[str]] = {
+    "/v1/identity/qr.png": frozenset({"scale"}),
+    "/v1/messages": frozenset({"offset", "limit"}),
+}
+
 
 def openapi_document() -> bytes:
     """The OpenAPI document, as kept in the package (``komrade_dht/api/openapi.json``)."""
@@ -145,7 +151,7 @@ class ApiServer:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self._auth])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self._auth, self._query])
         r = app.router
         r.add_get("/v1/health", self.health, allow_head=False)
         r.add_get("/v1/openapi.json", self.openapi, allow_head=False)
@@ -243,6 +249,17 @@ class ApiServer:
                 f"send Authorization: Bearer <the token in {TOKEN_FILE} in the node's data directory>",
                 {"WWW-Authenticate": 'Bearer realm="komrade"'},
             )
+        return await handler(request)
+
+    @web.middleware
+    async def _query(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Refuse query parameters a route does not take (a typo should not be silently ignored)."""
+        resource = request.match_info.route.resource
+        if resource is not None:
+            unknown = sorted(set(request.query) - QUERY_PARAMS.get(resource.canonical, frozenset()))
+            if unknown:
+                names = ", ".join(repr(k[:40]) for k in unknown[:5])
+                raise _BadRequest(400, "bad_request", f"unknown query parameter(s) for {resource.canonical}: {names}")
         return await handler(request)
 
     # -- routes ----------------------------------------------------------------------------------------------

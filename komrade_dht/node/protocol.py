@@ -33,6 +33,7 @@ from kademlia.protocol import KademliaProtocol
 from kademlia.routing import RoutingTable
 
 from .. import envelope as env
+from .. import gossip
 from ..errors import EnvelopeError, QuotaExceeded
 from ..storage import Store
 from . import wire
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: How many bytes a request pads itself to, by method, so that its reply fits the 3x rule.
 PAD_TO = {"find_node": 300, "find_value": 380, "get_blob": 380, "slot_page": 380}
+#: Consecutive timeouts after which a peer is dropped from the routing table and skipped for the quiet period.
+FAILURES_TO_EVICT = 2
+#: Retransmissions of an unanswered request within its timeout.
+RETRANSMITS = 2
 #: At most this many slot entries handed to one newcomer.
 HANDOFF_LIMIT = 256
 
@@ -90,6 +95,7 @@ class KomradeProtocol(KademliaProtocol):
         quiet_period: float = 15.0,
         pow: env.PowParams = env.PowParams(),
         limits: RateLimits = RateLimits(),
+        gossip_config: gossip.GossipConfig = gossip.GossipConfig(),
     ) -> None:
         super().__init__(source_node, store, ksize)
         self._wait_timeout = wait_timeout
@@ -98,13 +104,16 @@ class KomradeProtocol(KademliaProtocol):
         self.read_only = read_only
         self.pow = pow
         self.limiter = PeerLimiter(limits)
+        self.gossip = gossip_config
+        self.seen = gossip.SeenCache(gossip_config.seen_capacity)
         self.counters: Counter[str] = Counter()
         self._log = RateLimitedLog(log)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._by_addr: dict[tuple[str, int], bytes] = {}
         self._quiet_period = quiet_period
-        self._silent: dict[tuple[str, int], float] = {}
-        self._outstanding: dict[bytes, tuple[asyncio.Future[Any], asyncio.TimerHandle, tuple[str, int]]] = {}
+        # consecutive timeouts per address, and when the last one was: (count, monotonic time)
+        self._failures: dict[tuple[str, int], tuple[int, float]] = {}
+        self._outstanding: dict[bytes, tuple[asyncio.Future[Any], list[asyncio.TimerHandle], tuple[str, int]]] = {}
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping,
             "find_node": self.rpc_find_node,
@@ -114,6 +123,8 @@ class KomradeProtocol(KademliaProtocol):
             "append": self.rpc_append,
             "slot_page": self.rpc_slot_page,
             "burn": self.rpc_burn,
+            "gossip": self.rpc_gossip,
+            "slot_digest": self.rpc_slot_digest,
         }
 
     # -- tasks -------------------------------------------------------------------------------------------
@@ -133,8 +144,9 @@ class KomradeProtocol(KademliaProtocol):
     def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        for future, timer, _ in self._outstanding.values():
-            timer.cancel()
+        for future, timers, _ in self._outstanding.values():
+            for timer in timers:
+                timer.cancel()
             if not future.done():
                 future.set_result((False, None))
         self._outstanding.clear()
@@ -203,44 +215,59 @@ class KomradeProtocol(KademliaProtocol):
         if entry is None:
             self._drop("unexpected_reply", addr)
             return
-        future, timer, expected = entry
+        future, timers, expected = entry
         if (addr[0], addr[1]) != expected:
             self._drop("reply_from_wrong_address", addr)
             return
-        self._silent.pop(expected, None)
+        self._failures.pop(expected, None)
         del self._outstanding[msg.msg_id]
-        timer.cancel()
+        for timer in timers:
+            timer.cancel()
         if not future.done():
             future.set_result((True, msg) if msg.ok else (False, msg.value))
+
+    def is_silent(self, addr: tuple[str, int]) -> bool:
+        """Whether ``addr`` failed at least FAILURES_TO_EVICT times in a row, the last within the quiet period."""
+        count, last = self._failures.get(addr, (0, 0.0))
+        return count >= FAILURES_TO_EVICT and time.monotonic() - last < self._quiet_period
+
+    def _retransmit(self, msg_id: bytes, data: bytes, addr: Any) -> None:
+        entry = self._outstanding.get(msg_id)
+        if entry is not None and not entry[0].done():
+            self.counters["retransmits"] += 1
+            self._send(data, addr)
 
     def _timeout(self, msg_id: bytes) -> None:
         entry = self._outstanding.pop(msg_id, None)
         if entry is None:
             return
         self.counters["timeouts"] += 1
-        # A peer that just timed out is not asked again for a short while, so lookups that learn of it from
-        # others' (stale) tables do not each wait a full timeout on it. (Also when the caller stopped waiting.)
-        if len(self._silent) > 4096:
-            self._silent.clear()
-        self._silent[entry[2]] = time.monotonic()
+        # A peer that timed out twice in a row is not asked again for a short while, so lookups that learn of it
+        # from others' (stale) tables do not each wait a full timeout on it. (Counted also when the caller stopped
+        # waiting.) One timeout is not enough: under 20% loss, 5% of live peers miss all three transmissions.
+        if len(self._failures) > 4096:
+            self._failures.clear()
+        count, _ = self._failures.get(entry[2], (0, 0.0))
+        self._failures[entry[2]] = (count + 1, time.monotonic())
         if not entry[0].done():
             entry[0].set_result((False, None))
 
     async def call(self, addr: tuple[str, int], method: str, *args: Any) -> tuple[bool, Any]:
         """Call ``method`` on the node at ``addr``; (True, value) on success, (False, error code or None) otherwise."""
-        silent_since = self._silent.get((addr[0], addr[1]))
-        if silent_since is not None:
-            if time.monotonic() - silent_since < self._quiet_period:
-                self.counters["skipped_silent_peer"] += 1
-                return False, "silent"  # not a fresh timeout: the peer stays in the routing table
-            del self._silent[(addr[0], addr[1])]
+        if self.is_silent((addr[0], addr[1])):
+            self.counters["skipped_silent_peer"] += 1
+            return False, "silent"  # not a fresh timeout: the peer stays in the routing table
         msg_id = os.urandom(wire.ID_LEN)
         sender = None if self.read_only else self.source_node.id
         data = wire.encode_request(msg_id, method, sender, list(args), PAD_TO.get(method, 0))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        timer = loop.call_later(self._wait_timeout, self._timeout, msg_id)
-        self._outstanding[msg_id] = (future, timer, (addr[0], addr[1]))
+        # Retransmit the same datagram (same id: every RPC is idempotent) twice within the timeout, so one lost
+        # datagram costs a third of a timeout instead of the whole call.
+        step = self._wait_timeout / (RETRANSMITS + 1)
+        timers = [loop.call_later(step * (i + 1), self._retransmit, msg_id, data, addr) for i in range(RETRANSMITS)]
+        timers.append(loop.call_later(self._wait_timeout, self._timeout, msg_id))
+        self._outstanding[msg_id] = (future, timers, (addr[0], addr[1]))
         self._send(data, addr)
         ok, value = await future
         if ok:
@@ -284,15 +311,16 @@ class KomradeProtocol(KademliaProtocol):
     def rpc_get_blob(self, sender: tuple[str, int], key: bytes, *, budget: int) -> tuple[bool, Any]:
         return True, self.store.get_blob(key) if self.store is not None else None
 
-    def _accept_envelope(self, sender: tuple[str, int], key: bytes, data: bytes) -> str | None:
-        """Why we refuse to hold ``data`` for ``key`` (an error code), or None if we take it. Cheap checks first."""
+    def _accept_envelope(self, sender: tuple[str, int], key: bytes | None, data: bytes) -> str | None:
+        """Why we refuse to hold ``data`` for ``key`` (an error code), or None if we take it. Cheap checks first.
+        ``key`` None: a gossiped copy, which any node may hold (no closeness check)."""
         if self.store is None or self.read_only:
             return "read_only"
         try:
             env.parse_outer(data)
         except EnvelopeError:
             return "bad_envelope"
-        if not self.is_close_to(key):
+        if key is not None and not self.is_close_to(key):
             return "not_close"
         if not env.check_pow(data, self.pow):
             return "insufficient_work"
@@ -322,7 +350,58 @@ class KomradeProtocol(KademliaProtocol):
             self.store.append(slot, value, env.parse_outer(value).expires_at)
         except QuotaExceeded:
             return False, "quota"
+        self.seen.add(env.envelope_id(value))
         return True, True
+
+    def rpc_gossip(
+        self, sender: tuple[str, int], slot: bytes, value: bytes, hops: int, *, budget: int
+    ) -> tuple[bool, Any]:
+        """Accept a flooded envelope into the dust cloud (any node may hold any slot's copies), and forward it
+        once, to ``fanout`` random peers, while the hop budget lasts."""
+        key = env.envelope_id(value)
+        if key in self.seen:
+            self.counters["gossip_duplicate"] += 1
+            return True, False
+        refusal = self._accept_envelope(sender, None, value)
+        if refusal:
+            return False, refusal
+        assert self.store is not None
+        try:
+            self.store.append(slot, value, env.parse_outer(value).expires_at)
+        except QuotaExceeded:
+            return False, "quota"
+        self.seen.add(key)
+        self.counters["gossip_accepted"] += 1
+        if hops > 0:
+            self.forward(slot, value, hops - 1, exclude=sender)
+        return True, True
+
+    def forward(self, slot: bytes, value: bytes, hops: int, exclude: tuple[str, int] | None = None) -> int:
+        """Send an envelope to ``fanout`` random peers with ``hops`` left; returns how many were picked."""
+        self.seen.add(env.envelope_id(value))
+        contacts = [n for b in self.router.buckets for n in b.get_nodes() if (n.ip, n.port) != exclude]
+        peers = gossip.pick(contacts, self.gossip.fanout)
+        for peer in peers:
+            self.counters["gossip_forwarded"] += 1
+            self.spawn(self.call((peer.ip, peer.port), "gossip", slot, value, hops))
+        return len(peers)
+
+    def rpc_slot_digest(self, sender: tuple[str, int], slot: bytes, *, budget: int) -> tuple[bool, Any]:
+        """How many entries we hold for ``slot`` and an order-free digest of their ids (anti-entropy's probe)."""
+        ids = self.slot_ids(slot)
+        return True, [len(ids), gossip.slot_digest(ids)]
+
+    def slot_ids(self, slot: bytes) -> list[bytes]:
+        """Every live id we hold in ``slot``."""
+        if self.store is None:
+            return []
+        out: list[bytes] = []
+        cursor = 0
+        while True:
+            ids, cursor = self.store.read_slot(slot, cursor, 1000)
+            if not ids:
+                return out
+            out.extend(ids)
 
     def rpc_slot_page(
         self, sender: tuple[str, int], slot: bytes, cursor: int, limit: int, *, budget: int
@@ -399,7 +478,7 @@ class KomradeProtocol(KademliaProtocol):
 
     def handle_call_response(self, result: tuple[bool, Any], node: Node) -> tuple[bool, Any]:
         if not result[0]:
-            if result[1] is None:  # a timeout, not a refusal
+            if result[1] is None and self._failures.get((node.ip, node.port), (0, 0.0))[0] >= FAILURES_TO_EVICT:
                 self.router.remove_contact(node)
                 if self._by_addr.get((node.ip, node.port)) == node.id:
                     del self._by_addr[(node.ip, node.port)]
@@ -461,6 +540,16 @@ class KomradeProtocol(KademliaProtocol):
     async def call_burn(self, node_to_ask: Node, key: bytes, secret: bytes) -> tuple[bool, Any]:
         result = await self.call((node_to_ask.ip, node_to_ask.port), "burn", key, secret)
         return self.handle_call_response(result, node_to_ask)
+
+    async def call_slot_digest(self, node_to_ask: Node, slot: bytes) -> tuple[bool, Any]:
+        ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "slot_digest", slot)
+        if ok and not (
+            isinstance(value, list) and len(value) == 2 and wire.is_uint(value[0])
+            and isinstance(value[1], bytes) and len(value[1]) == 16
+        ):
+            self.counters["bad_reply"] += 1
+            ok, value = False, "bad_reply"
+        return self.handle_call_response((ok, value), node_to_ask)
 
     async def call_get_blob(self, node_to_ask: Node, key: bytes) -> tuple[bool, Any]:
         ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "get_blob", key)

@@ -17,6 +17,7 @@ from kademlia.network import Server
 from kademlia.node import Node
 
 from .. import envelope as env
+from .. import gossip
 from ..errors import EnvelopeError, NetworkError
 from ..storage import Store
 from .bootstrap import load_routing, save_routing
@@ -52,6 +53,8 @@ class NodeConfig:
     """Proof of work every envelope must carry to be stored or forwarded (the same on every node)."""
     limits: RateLimits = RateLimits()
     """Per-peer request and write rate limits."""
+    gossip: gossip.GossipConfig = gossip.GossipConfig()
+    """Flooding and anti-entropy."""
 
 
 class KomradeNode(Server):
@@ -94,6 +97,7 @@ class KomradeNode(Server):
             wait_timeout=self.config.wait_timeout,
             pow=self.config.pow,
             limits=self.config.limits,
+            gossip_config=self.config.gossip,
         )
 
     @property
@@ -118,6 +122,8 @@ class KomradeNode(Server):
         self._every(self.config.refresh_interval, self._refresh_table)
         if self.store is not None:
             self._every(self.config.purge_interval, self._purge)
+            if self.config.gossip.anti_entropy_interval > 0:
+                self._every(self.config.gossip.anti_entropy_interval, self._anti_entropy)
         if self.state_dir is not None:
             self._every(self.config.save_interval, self._save_state)
         log.info("node %s listening on %s:%d", self.node.id.hex()[:12], *self.address)
@@ -170,6 +176,7 @@ class KomradeNode(Server):
         if self.protocol is not None:
             await self._save_state()
             self.protocol.close()
+            await asyncio.sleep(0)  # let the transport finish closing, so the port can be bound again at once
         if self.store is not None:
             self.store.close()
 
@@ -237,6 +244,8 @@ class KomradeNode(Server):
         stores = [self.protocol.call_store(n, key, envelope) for n in blob_nodes]
         results = await asyncio.gather(*appends, *stores)
         acks = sum(1 for ok, _ in results[: len(appends)] if ok)
+        if self.config.gossip.hops > 0:
+            self.protocol.forward(slot, envelope, self.config.gossip.hops - 1)
         if self.store is not None and self.protocol.is_close_to(slot):
             self.store.append(slot, envelope, env.parse_outer(envelope).expires_at)
             acks += 1
@@ -269,35 +278,68 @@ class KomradeNode(Server):
         where: dict[bytes, list[Node]] = {}
 
         async def page_through(node: Node) -> None:
-            cursor = 0
-            for _ in range(1000):  # a slot has at most max_entries_per_slot entries; bound the loop anyway
-                ok, value = await self.protocol.call_slot_page(node, slot, cursor, 256)
-                if not ok or not value[0]:
-                    return
-                for blob_id in value[0]:
-                    where.setdefault(blob_id, []).append(node)
-                if value[1] <= cursor:
-                    return
-                cursor = value[1]
+            for blob_id in await self.slot_ids_at(node, slot):
+                where.setdefault(blob_id, []).append(node)
 
         await asyncio.gather(*(page_through(n) for n in holders))
         local: list[bytes] = []
-        if self.store is not None:
-            cursor = 0
-            while True:
-                ids, cursor2 = self.store.read_slot(slot, cursor, 256)
-                if not ids:
-                    break
-                for blob_id in ids:
-                    if blob_id not in known:
-                        data = self.store.get_blob(blob_id)
-                        if data is not None:
-                            local.append(data)
-                            where.pop(blob_id, None)
-                cursor = cursor2
+        for blob_id in self.protocol.slot_ids(slot):
+            data = self.store.get_blob(blob_id) if blob_id not in known and self.store is not None else None
+            if data is not None:
+                local.append(data)
+                where.pop(blob_id, None)
         wanted = [i for i in where if i not in known]
         fetched = await asyncio.gather(*(self._get_blob(i, where[i]) for i in wanted))
         return local + [blob for blob in fetched if blob is not None]
+
+    async def slot_ids_at(self, node: Node, slot: bytes) -> list[bytes]:
+        """Every id ``node`` lists for ``slot``, paging with its cursor (bounded; stops at the first failure)."""
+        assert self.protocol is not None
+        ids: list[bytes] = []
+        cursor = 0
+        for _ in range(1000):  # a slot holds at most max_entries_per_slot entries; bound the loop anyway
+            ok, value = await self.protocol.call_slot_page(node, slot, cursor, 256)
+            if not ok or not value[0]:
+                break
+            ids.extend(value[0])
+            if value[1] <= cursor:
+                break
+            cursor = value[1]
+        return ids
+
+    async def _anti_entropy(self) -> None:
+        assert self.store is not None
+        for slot in gossip.pick(self.store.slot_ids(), self.config.gossip.anti_entropy_slots):
+            await self.reconcile(slot)
+
+    async def reconcile(self, slot: bytes) -> tuple[int, int]:
+        """Anti-entropy for one slot: compare digests with its k closest nodes; where they differ, push what they
+        lack and, if we are a holder ourselves, pull what we lack. Returns (pushed, pulled)."""
+        assert self.protocol is not None and self.store is not None
+        ours = set(self.protocol.slot_ids(slot))
+        digest = gossip.slot_digest(ours)
+        close = self.protocol.is_close_to(slot)
+        pushed = pulled = 0
+        for node in await self.closest(slot):
+            ok, value = await self.protocol.call_slot_digest(node, slot)
+            if not ok or value[1] == digest:
+                continue
+            theirs = set(await self.slot_ids_at(node, slot))
+            for key in ours - theirs:
+                data = self.store.get_blob(key)
+                if data is not None and (await self.protocol.call_append(node, slot, data))[0]:
+                    pushed += 1
+            if close:
+                for key in theirs - ours:
+                    ok, data = await self.protocol.call_get_blob(node, key)
+                    if ok and data is not None and self._valid(data) and env.check_pow(data, self.config.pow):
+                        self.store.append(slot, data, env.parse_outer(data).expires_at)
+                        self.protocol.seen.add(key)
+                        ours.add(key)
+                        pulled += 1
+        self.protocol.counters["ae_pushed"] += pushed
+        self.protocol.counters["ae_pulled"] += pulled
+        return pushed, pulled
 
     async def _get_blob(self, key: bytes, holders: list[Node]) -> bytes | None:
         assert self.protocol is not None

@@ -1,0 +1,181 @@
+"""Gossip flooding and anti-entropy on real loopback networks (issue 3), kept small enough for CI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+from komrade_dht import envelope as env
+from komrade_dht.gossip import GossipConfig, SeenCache, slot_digest
+from komrade_dht.node import KomradeNode, NodeConfig
+from komrade_dht.social import inbox, send_dm, sync_inbox
+from komrade_dht.storage import Store
+
+from .support import account, client, start_relays, wait_for
+
+CHEAP = env.PowParams(trials_per_byte=0.01)
+
+
+def lossy(node: KomradeNode, loss: float, rng: random.Random) -> None:
+    """Drop ``loss`` of the datagrams this node sends (the aioquic test trick, on a real socket)."""
+    transport = node.transport
+    real = transport.sendto
+
+    def sendto(data: bytes, addr=None) -> None:
+        if rng.random() >= loss:
+            real(data, addr)
+
+    transport.sendto = sendto  # type: ignore[method-assign]
+
+
+def test_seen_cache_and_digest() -> None:
+    seen = SeenCache(2)
+    assert seen.add(b"a") and not seen.add(b"a")
+    seen.add(b"b"), seen.add(b"c")
+    assert b"a" not in seen and len(seen) == 2
+    assert slot_digest([b"x", b"y"]) == slot_digest([b"y", b"x", b"x"]) != slot_digest([b"x"])
+
+
+def test_flood_reaches_beyond_the_k_closest_and_costs_each_node_fanout_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        config = NodeConfig(ksize=4, pow=CHEAP, gossip=GossipConfig(fanout=3, hops=4, anti_entropy_interval=0))
+        relays = await start_relays(tmp_path, 24, config)
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        node = await client(relays[0].address, config)
+        try:
+            key = await send_dm(alice, node, bob.address.text, "spread me")
+            await wait_for(lambda: sum(r.store.has_blob(key) for r in relays) > 8, timeout=10)
+            holders = sum(r.store.has_blob(key) for r in relays)
+            # ksize=4 alone would leave at most 8 copies (4 near the slot, 4 near the id)
+            assert holders > 8
+            forwarded = [r.protocol.counters["gossip_forwarded"] for r in relays]
+            assert max(forwarded) <= 3, "no node forwards one envelope more than fanout times"
+            assert sum(r.protocol.counters["gossip_duplicate"] for r in relays) >= 0
+        finally:
+            for n in [node, *relays]:
+                await n.stop_async()
+            alice.close(), bob.close()
+
+    asyncio.run(scenario())
+
+
+def test_delivery_with_20_percent_datagram_loss(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        rng = random.Random(1)
+        config = NodeConfig(pow=CHEAP, wait_timeout=0.5, gossip=GossipConfig(anti_entropy_interval=0))
+        relays = await start_relays(tmp_path, 16, config)
+        for relay in relays:
+            lossy(relay, 0.2, rng)
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        sender = await client(relays[0].address, config)
+        lossy(sender, 0.2, rng)
+        texts = [f"lossy message {i}" for i in range(10)]
+        try:
+            for text in texts:
+                await send_dm(alice, sender, bob.address.text, text)
+            reader = await client(relays[5].address, config)
+            lossy(reader, 0.2, rng)
+            got: set[str] = set()
+
+            async def all_arrived() -> bool:
+                got.update(m.text for m in await sync_inbox(bob, reader))
+                return got == set(texts)
+
+            await wait_for(all_arrived, timeout=30, interval=0.2)
+            assert sorted(m.text for m in inbox(bob)) == sorted(texts), "each message delivered exactly once"
+            await reader.stop_async()
+        finally:
+            for n in [sender, *relays]:
+                await n.stop_async()
+            alice.close(), bob.close()
+
+    asyncio.run(scenario())
+
+
+def test_recipient_is_served_after_its_k_closest_holders_restart_empty(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        config = NodeConfig(ksize=4, pow=CHEAP, gossip=GossipConfig(fanout=4, hops=3, anti_entropy_interval=0.3))
+        relays = await start_relays(tmp_path, 16, config)
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        sender = await client(relays[0].address, config)
+        try:
+            await send_dm(alice, sender, bob.address.text, "wipe-proof")
+            slot = next(iter({s for r in relays if r.store for s in r.store.slot_ids()}))
+            ranked = sorted(relays, key=lambda r: int.from_bytes(r.node.id, "big") ^ int.from_bytes(slot, "big"))
+            closest = ranked[:4]
+            # the k closest lose everything: stopped, their files deleted, restarted empty on the same id and port
+            for i, relay in enumerate(relays):
+                if relay in closest:
+                    node_id, (host, port) = relay.node.id, relay.address
+                    await relay.stop_async()
+                    for f in (tmp_path / f"relay{i}").glob("relay.sqlite*"):
+                        f.unlink()
+                    fresh = KomradeNode(Store(tmp_path / f"relay{i}" / "relay.sqlite"), config=config, node_id=node_id)
+                    await fresh.listen(port, host)
+                    await fresh.bootstrap([relays[0].address if relays[0] not in closest else ranked[-1].address])
+                    relays[i] = fresh
+            reader = await client(ranked[-1].address, config)
+            got: list = []
+
+            async def delivered() -> bool:
+                got.extend(await sync_inbox(bob, reader))
+                return bool(got)
+
+            await wait_for(delivered, timeout=30, interval=0.3)
+            assert [m.text for m in got] == ["wipe-proof"]
+            # and every wiped holder converges again, without anyone resending
+            wiped = [r for r in relays if r.node.id in {c.node.id for c in closest}]
+            await wait_for(lambda: all(r.store.stats().slot_entries == 1 for r in wiped), timeout=30)
+            await reader.stop_async()
+        finally:
+            for n in [sender, *relays]:
+                await n.stop_async()
+            alice.close(), bob.close()
+
+    asyncio.run(scenario())
+
+
+def test_partition_heals_and_both_sides_converge(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        config = NodeConfig(ksize=6, pow=CHEAP, gossip=GossipConfig(fanout=3, hops=3, anti_entropy_interval=0.3))
+        relays = await start_relays(tmp_path, 12, config)
+        left = {r.address for r in relays[:6]}
+        cut = {"on": True}
+
+        def partition(node: KomradeNode) -> None:
+            real = node.transport.sendto
+            mine = node.address in left
+
+            def sendto(data: bytes, addr=None) -> None:
+                if cut["on"] and ((tuple(addr[:2]) in left) != mine):
+                    return
+                real(data, addr)
+
+            node.transport.sendto = sendto  # type: ignore[method-assign]
+
+        for relay in relays:
+            partition(relay)
+        slot = os.urandom(20)
+        try:
+            # each side receives an envelope the other side never sees
+            for side in (relays[0], relays[6]):
+                data = env.seal(account_identity(), account_identity().public, os.urandom(40), pow=CHEAP)
+                await side.publish(slot, data)
+            def views() -> list[frozenset]:
+                return [frozenset(r.protocol.slot_ids(slot)) for r in relays if r.protocol.is_close_to(slot)]
+            assert all(len(v) <= 1 for v in views()), "while split, no holder has both"
+            cut["on"] = False
+            await wait_for(lambda: all(len(v) == 2 for v in views()), timeout=30)
+        finally:
+            for n in relays:
+                await n.stop_async()
+
+    asyncio.run(scenario())
+
+
+def account_identity():
+    from komrade_dht.identity import Identity
+
+    return Identity.generate()
