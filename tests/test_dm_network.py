@@ -142,6 +142,7 @@ def test_burn_deletes_every_copy_and_needs_the_secret(tmp_path: Path) -> None:
         node = await client(relays[2].address)
         try:
             key = await send_dm(alice, node, bob.address.text, "burn after reading")
+            burned_copy = relays[0].store.get_blob(key)
             [message] = await sync_inbox(bob, node)
             assert sum(r.store.has_blob(key) for r in relays) == 6
             # Without the secret (a guess), nobody deletes anything.
@@ -152,6 +153,9 @@ def test_burn_deletes_every_copy_and_needs_the_secret(tmp_path: Path) -> None:
             assert deleted == 6
             assert not any(r.store.has_blob(key) for r in relays)
             assert inbox(bob) == []
+            # A copy that comes back (from a holder that missed the burn) is refused.
+            ok, reply = await node.protocol.call(relays[0].address, "gossip", os.urandom(20), burned_copy, 1)
+            assert (ok, reply) == (False, "burned")
         finally:
             for n in [node, *relays]:
                 await n.stop_async()

@@ -106,6 +106,8 @@ class KomradeProtocol(KademliaProtocol):
         self.limiter = PeerLimiter(limits)
         self.gossip = gossip_config
         self.seen = gossip.SeenCache(gossip_config.seen_capacity)
+        #: Envelopes deleted by a burn, refused if they come back (from a holder that missed the burn).
+        self.burned = gossip.SeenCache(gossip_config.seen_capacity)
         self.counters: Counter[str] = Counter()
         self._log = RateLimitedLog(log)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -322,6 +324,8 @@ class KomradeProtocol(KademliaProtocol):
             return "bad_envelope"
         if key is not None and not self.is_close_to(key):
             return "not_close"
+        if env.envelope_id(data) in self.burned:
+            return "burned"
         if not env.check_pow(data, self.pow):
             return "insufficient_work"
         if not self.limiter.allow_write(sender, len(data), time.monotonic()):
@@ -421,6 +425,7 @@ class KomradeProtocol(KademliaProtocol):
             return False, "wrong_burn_secret"
         assert self.store is not None
         self.store.delete_blob(key)
+        self.burned.add(key)
         self.counters["burned"] += 1
         return True, True
 

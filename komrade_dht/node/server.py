@@ -267,6 +267,7 @@ class KomradeNode(Server):
         held = self.store.get_blob(key) if self.store is not None else None
         if held is not None and hmac.compare_digest(env.burn_hash(secret), held[6:22]):
             self.store.delete_blob(key)  # type: ignore[union-attr]
+            self.protocol.burned.add(key)
             burned += 1
         return burned
 
