@@ -154,8 +154,10 @@ def test_burn_deletes_every_copy_and_needs_the_secret(tmp_path: Path) -> None:
             assert not any(r.store.has_blob(key) for r in relays)
             assert inbox(bob) == []
             # A copy that comes back (from a holder that missed the burn) is refused.
-            ok, reply = await node.protocol.call(relays[0].address, "gossip", os.urandom(20), burned_copy, 1)
+            slot = slot_id(bob.identity.verify_key, bob.width, SlotParams().epoch(time.time()))
+            ok, reply = await node.protocol.call(relays[0].address, "append", slot, burned_copy)
             assert (ok, reply) == (False, "burned")
+            assert not relays[0].store.has_blob(key)
         finally:
             for n in [node, *relays]:
                 await n.stop_async()
