@@ -18,8 +18,11 @@ NOW = 1_800_000_000
 ALICE, BOB, EVE = Identity.generate(), Identity.generate(), Identity.generate()
 
 
+CHEAP = env.PowParams(trials_per_byte=0.01)
+
+
 def sealed(body: bytes = b"hello", **kw) -> bytes:
-    return env.seal(ALICE, BOB.public, body, now=NOW, **kw)
+    return env.seal(ALICE, BOB.public, body, now=NOW, pow=CHEAP, **kw)
 
 
 def test_round_trip_authenticates_sender_and_recipient() -> None:
@@ -71,12 +74,12 @@ def test_changing_expiry_or_burn_hash_breaks_the_signature_binding(offset: int) 
 def test_forged_signature_is_detected() -> None:
     """A sender who claims to be Alice but signs with another key is caught by the recipient."""
     forger = Identity.generate()
-    data = env.seal(forger, BOB.public, b"x", now=NOW)
+    data = env.seal(forger, BOB.public, b"x", now=NOW, pow=CHEAP)
     # re-seal the same inner with Alice's key claimed: simplest forgery is swapping the signing identity object
     class Impostor:
         verify_key = ALICE.verify_key
         sign = forger.sign
-    forged = env.seal(Impostor(), BOB.public, b"x", now=NOW)  # type: ignore[arg-type]
+    forged = env.seal(Impostor(), BOB.public, b"x", now=NOW, pow=CHEAP)  # type: ignore[arg-type]
     assert env.TrialDecryptor(BOB).open(data, now=NOW) is not None
     with pytest.raises(EnvelopeError, match="forged"):
         env.TrialDecryptor(BOB).open(forged, now=NOW)

@@ -138,10 +138,13 @@ def test_request_rate_limit_drops_a_chatty_peer_but_serves_others(tmp_path: Path
         await chatty.listen(0, "127.0.0.1")
         await quiet.listen(0, "127.0.0.1")
         try:
+            started = asyncio.get_running_loop().time()
             replies = await asyncio.gather(*(chatty.protocol.call(addr, "ping") for _ in range(200)))
+            elapsed = asyncio.get_running_loop().time() - started
             answered = sum(1 for ok, _ in replies if ok)
-            assert 40 <= answered < 60, answered
-            assert relay.protocol.counters["dropped_rate_limited"] >= 140
+            # the burst, then the rate (retransmissions keep asking while tokens refill)
+            assert 40 <= answered <= 40 + 20 * elapsed + 1, (answered, elapsed)
+            assert relay.protocol.counters["dropped_rate_limited"] >= 100
             assert (await quiet.protocol.call(addr, "ping"))[0]
         finally:
             for n in (chatty, quiet, relay):
