@@ -19,16 +19,15 @@ from typing import TYPE_CHECKING, AsyncIterator, Sequence
 
 from . import __version__
 from .errors import KomradeError
-from .node import KomradeNode, NodeConfig
+from .node import KomradeNode
 from .node.bootstrap import PACKAGED_BOOTSTRAP, parse_hostport, read_bootstrap_file
 from .social import Account, Message, inbox, send_dm, sync_inbox
-from .storage import Store
 
 if TYPE_CHECKING:
     from .api.client import SyncApiClient
+    from .relay import RelayConfig
 
 log = logging.getLogger("komrade")
-RELAY_DB = "relay.sqlite"
 
 
 def positive_float(text: str) -> float:
@@ -232,26 +231,46 @@ async def _node(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _relay(args: argparse.Namespace) -> int:
-    host, port = parse_hostport(args.listen)
-    args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = Store(args.data_dir / RELAY_DB)
-    config = NodeConfig(ksize=args.ksize, purge_interval=args.purge_interval)
-    node = KomradeNode(store, config=config, state_dir=args.data_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        bound = await node.listen(port, host)
-        print(f"listening on {bound[0]}:{bound[1]}", flush=True)
-        (args.data_dir / "relay.addr").write_text(f"{bound[0]}:{bound[1]}\n")
-        joined = await node.bootstrap(bootstrap_peers(args))
-        log.info("joined with %d peers known", len(joined))
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        await node.stop_async()
+def relay_config(args: argparse.Namespace) -> RelayConfig:
+    """The relay's configuration: defaults, then the --config file, then the flags given."""
+    from .relay import RelayConfig
+
+    config = RelayConfig.from_toml(args.config) if args.config else RelayConfig()
+    config = config.override(
+        listen=args.listen,
+        bootstrap=args.bootstrap,
+        bootstrap_file=args.bootstrap_file,
+        ksize=args.ksize,
+        purge_interval=args.purge_interval,
+        max_disk_bytes=args.max_disk_bytes,
+        max_peers=args.max_peers,
+        log_level=args.log_level or ({1: "info", 2: "debug"}.get(min(args.verbose, 2)) if args.verbose else None),
+        log_format=args.log_format,
+        metrics_listen=args.metrics_listen,
+    )
+    if not args.data_dir_given and config.data_dir:
+        args.data_dir = Path(config.data_dir).expanduser()
+    return config
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    from .relay import configure_logging, fetch_status, format_status, run_relay
+
+    config = relay_config(args)
+    if args.status:
+        status = fetch_status(args.data_dir)
+        print(json.dumps(status) if args.json else format_status(status))
+        return 0
+    configure_logging(config.log_level, config.log_format)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_relay(config, args.data_dir, stop)
+
+    asyncio.run(main())
     return 0
 
 
@@ -277,10 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("address")
     c.add_argument("name")
     csub.add_parser("list")
-    p = sub.add_parser("relay", help="run a relay (holds envelopes for everyone, no identity) until SIGINT/SIGTERM")
-    p.add_argument("--listen", default="127.0.0.1:9475", metavar="HOST:PORT")
-    p.add_argument("--ksize", type=int, default=20)
-    p.add_argument("--purge-interval", type=float, default=60.0)
+    p = sub.add_parser("relay", help="run a relay (holds envelopes for everyone, no identity) until SIGINT/SIGTERM",
+                       description="Flags override the --config file; both are documented in docs/relay.toml.example.")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (see docs/relay.toml.example)")
+    p.add_argument("--status", action="store_true", help="print the running relay's status and exit")
+    p.add_argument("--json", action="store_true", help="with --status: print it as one JSON document")
+    p.add_argument("--listen", metavar="HOST:PORT", help="UDP address (default 127.0.0.1:9475)")
+    p.add_argument("--ksize", type=int, help="k, the replication parameter (20)")
+    p.add_argument("--purge-interval", type=positive_float, metavar="SECONDS", help="purge of expired envelopes (60)")
+    p.add_argument("--max-disk-bytes", type=int, metavar="BYTES", help="store quota (536870912)")
+    p.add_argument("--max-peers", type=int, metavar="N", help="routing-table contacts cap, 0 for none (1000)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
+    p.add_argument("--log-format", choices=["text", "json"], help="(text)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT|off", help="loopback status/metrics endpoint (127.0.0.1:0)")
     net(p)
     p = sub.add_parser("node", help="run your node and its local API (for the app, send and inbox) until SIGINT/SIGTERM")
     p.add_argument("--listen", metavar="HOST:PORT",
@@ -300,10 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.data_dir_given = args.data_dir is not None
     args.data_dir = args.data_dir or default_data_dir()
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    if args.command == "relay":
-        level = min(level, logging.INFO)
+    if args.command == "node":
+        level = min(level, logging.INFO)  # a daemon says what it does; the relay sets up its own logs
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     commands = {
         "init": cmd_init,
@@ -312,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "send": cmd_send,
         "inbox": cmd_inbox,
         "node": lambda a: asyncio.run(_node(a)),
-        "relay": lambda a: asyncio.run(_relay(a)),
+        "relay": cmd_relay,
     }
     try:
         return commands[args.command](args)

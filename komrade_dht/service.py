@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Awaitable, Callable, Literal
 
@@ -62,7 +61,7 @@ class ServiceConfig:
     bootstrap: tuple[tuple[str, int], ...] = ()
     """Peers to join through (the saved routing.json in the data directory is tried too)."""
     sync_interval: float = 30.0
-    """Seconds between automatic inbox syncs."""
+    """Seconds between automatic inbox syncs (the first one runs as soon as the node has joined)."""
     status_interval: float = 5.0
     """Seconds between checks for a status change worth an event (peers, stored envelopes, last sync)."""
     node: NodeConfig = NodeConfig()
@@ -247,7 +246,7 @@ class UserService:
             self._release_lock()
             raise
         self.started_at = time.time()
-        self._spawn(self._every(self.config.sync_interval, self._periodic_sync), "sync")
+        self._spawn(self._every(self.config.sync_interval, self._periodic_sync, first=0.0), "sync")
         self._spawn(self._every(self.config.status_interval, self._check_status), "status")
 
     async def close(self) -> None:
@@ -300,9 +299,12 @@ class UserService:
         task.add_done_callback(self._tasks.discard)
 
     @staticmethod
-    async def _every(interval: float, job: Callable[[], Awaitable[Any]]) -> None:
+    async def _every(interval: float, job: Callable[[], Awaitable[Any]], first: float | None = None) -> None:
+        """Run ``job`` after ``first`` seconds (default: ``interval``), then every ``interval`` seconds."""
+        delay = interval if first is None else first
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(delay)
+            delay = interval
             try:
                 await job()
             except asyncio.CancelledError:

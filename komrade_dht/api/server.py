@@ -185,8 +185,12 @@ class ApiServer:
         self.port = port
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self.token = secrets.token_urlsafe(32)
-        _write_private(self.data_dir / TOKEN_FILE, self.token + "\n")
-        _write_private(self.data_dir / INFO_FILE, json.dumps({"url": self.url, "pid": os.getpid()}) + "\n")
+        try:
+            _write_private(self.data_dir / TOKEN_FILE, self.token + "\n")
+            _write_private(self.data_dir / INFO_FILE, json.dumps({"url": self.url, "pid": os.getpid()}) + "\n")
+        except BaseException:
+            await self.close()
+            raise
         log.info("local API on %s", self.url)
         return self.url
 

@@ -38,6 +38,8 @@ class Account:
         self.identity = identity
         self.name: str = meta["name"]
         self.width: int = meta["width"]
+        #: When this identity was made (0 if restored from a seed): nothing can have been sent to it before.
+        self.created: int = meta.get("created", 0)
         self.data = UserData(self.data_dir / USERDATA_FILE, identity.local_data_key())
 
     @classmethod
@@ -59,7 +61,7 @@ class Account:
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         identity = Identity.from_seed(seed) if seed is not None else Identity.generate()
-        meta = {"name": name, "width": width, "created": int(time.time())}
+        meta = {"name": name, "width": width, "created": int(time.time()) if seed is None else 0}
         Address(identity.verify_key, width)  # validates the width before anything is written
         create_keystore(data_dir / KEYSTORE_FILE, identity.seed, passphrase, meta, **kdf)
         return cls(data_dir, identity, meta)

@@ -107,7 +107,9 @@ async def sync_inbox(
     """Pull our slots for every epoch since the last sync; returns the messages that are new."""
     now = time.time() if now is None else now
     state = account.data.get("state", b"sync") or {}
-    since = state.get("last_sync", now - MAX_TTL) - params.epoch_seconds  # one epoch of overlap for clock skew
+    # From the last sync, or for a first sync from when the identity was made (a restored one: 30 days back),
+    # with one epoch of overlap for clock skew.
+    since = state.get("last_sync", max(account.created, now - MAX_TTL)) - params.epoch_seconds
     seen = {bytes.fromhex(r["id"]) for r in account.data.all("seen")}
     decryptor = TrialDecryptor(account.identity)
     new: list[Message] = []
