@@ -192,20 +192,6 @@ def configure_logging(level: str, fmt: str, stream: Any = None) -> None:
     root.setLevel(getattr(logging, level.upper()))
 
 
-# -- peers -----------------------------------------------------------------------------------------------------
-def enforce_peer_cap(router: Any, cap: int) -> int:
-    """Drop routing-table contacts until at most ``cap`` remain: each time the least recently seen contact of the
-    fullest bucket (kademlia promotes a replacement into its place, so replacements go first). Returns how many
-    were dropped. Far buckets keep their best contacts, and the near ones (that decide which slots we hold) fill
-    up again as peers talk to us."""
-    dropped = 0
-    while cap > 0 and sum(len(b) for b in router.buckets) > cap:
-        bucket = max(router.buckets, key=len)
-        router.remove_contact(bucket.head())
-        dropped += 1
-    return dropped
-
-
 # -- the relay -----------------------------------------------------------------------------------------------------
 @dataclass
 class Relay:
@@ -213,10 +199,8 @@ class Relay:
 
     config: RelayConfig
     data_dir: Path
-    peer_check_interval: float = 5.0
     node: KomradeNode | None = None
     metrics_url: str = ""
-    peers_dropped: int = 0
     started_at: float = field(default_factory=time.time)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _runner: Any = None
@@ -227,15 +211,15 @@ class Relay:
         host, port = parse_hostport(self.config.listen)
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = Store(self.data_dir / RELAY_DB, StoreLimits(max_bytes=self.config.max_disk_bytes))
-        node_config = NodeConfig(ksize=self.config.ksize, purge_interval=self.config.purge_interval)
+        node_config = NodeConfig(
+            ksize=self.config.ksize, purge_interval=self.config.purge_interval, max_contacts=self.config.max_peers
+        )
         self.node = KomradeNode(store, config=node_config, state_dir=self.data_dir)
         self.started_at = time.time()
         bound = await self.node.listen(port, host)
         (self.data_dir / ADDR_FILE).write_text("%s:%d\n" % bound)
         if self.config.metrics_listen != "off":
             await self._start_metrics()
-        if self.config.max_peers:
-            self._spawn(self._peer_cap())
         peers = [parse_hostport(b) for b in self.config.bootstrap]
         bootstrap_file = Path(self.config.bootstrap_file) if self.config.bootstrap_file else PACKAGED_BOOTSTRAP
         peers += read_bootstrap_file(bootstrap_file)
@@ -267,20 +251,6 @@ class Relay:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _peer_cap(self) -> None:
-        warned = 0.0
-        while True:
-            await asyncio.sleep(self.peer_check_interval)
-            if self.node is None or self.node.protocol is None:
-                continue
-            dropped = enforce_peer_cap(self.node.protocol.router, self.config.max_peers)
-            if dropped:
-                self.peers_dropped += dropped
-                if time.monotonic() - warned > 600:
-                    warned = time.monotonic()
-                    log.warning("routing table over max_peers=%d: dropped %d contacts (logged at most every 10 min)",
-                                self.config.max_peers, dropped)
-
     # -- status ----------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         if self.node is None:
@@ -294,7 +264,7 @@ class Relay:
             "address": raw.get("address", ""),
             "peers": int(raw.get("peers", 0)),
             "max_peers": self.config.max_peers,
-            "peers_dropped": self.peers_dropped,
+            "peers_refused": raw["counters"].get("contact_refused_cap", 0),
             "envelopes": int(raw.get("envelopes", 0)),
             "bytes": int(raw.get("bytes", 0)),
             "max_disk_bytes": self.config.max_disk_bytes,
@@ -320,8 +290,8 @@ class Relay:
         metric("komrade_uptime_seconds", "gauge", "Seconds since the relay started.", [({}, s["uptime_s"])])
         metric("komrade_peers", "gauge", "Contacts in the routing table.", [({}, s["peers"])])
         metric("komrade_peers_max", "gauge", "The max_peers cap (0: none).", [({}, s["max_peers"])])
-        metric("komrade_peers_dropped_total", "counter", "Contacts dropped to keep under max_peers.",
-               [({}, s["peers_dropped"])])
+        metric("komrade_peers_refused_total", "counter", "Contacts refused to keep under max_peers.",
+               [({}, s["peers_refused"])])
         metric("komrade_envelopes", "gauge", "Envelopes held (expired ones until purged).", [({}, s["envelopes"])])
         metric("komrade_stored_bytes", "gauge", "Bytes accounted against the disk quota.", [({}, s["bytes"])])
         metric("komrade_stored_bytes_max", "gauge", "The max_disk_bytes quota.", [({}, s["max_disk_bytes"])])
@@ -432,7 +402,7 @@ def format_status(s: dict[str, Any]) -> str:
     return "\n".join([
         f"relay {s.get('address')}  node {str(s.get('node_id'))[:16]}  komrade {s.get('version')}  pid {s.get('pid')}",
         f"up {up // 86400}d {up % 86400 // 3600}h {up % 3600 // 60}m {up % 60}s",
-        f"peers {s.get('peers')} (cap {cap}, {s.get('peers_dropped', 0)} dropped)",
+        f"peers {s.get('peers')} (cap {cap}, {s.get('peers_refused', 0)} refused)",
         f"envelopes {s.get('envelopes')}  slots {s.get('slots')}  "
         f"stored {s.get('bytes', 0) / 2**20:.1f} MiB of {s.get('max_disk_bytes', 0) / 2**20:.0f} MiB",
         f"datagrams in {counters.get('datagrams_in', 0)} out {counters.get('datagrams_out', 0)}  dropped {dropped}",

@@ -13,8 +13,9 @@ from ..errors import KomradeError
 
 log = logging.getLogger(__name__)
 
-#: The bootstrap file shipped with the package (a copy of the repository's bootstrap_nodes.txt).
-PACKAGED_BOOTSTRAP = Path(__file__).resolve().parent.parent / "bootstrap_nodes.txt"
+#: The repository's bootstrap_nodes.txt (found from a checkout or an editable install; an installed wheel has no
+#: copy, so pass --bootstrap-file or --bootstrap there).
+PACKAGED_BOOTSTRAP = Path(__file__).resolve().parents[2] / "bootstrap_nodes.txt"
 MAX_SAVED_PEERS = 64
 
 

@@ -96,6 +96,7 @@ class KomradeProtocol(KademliaProtocol):
         pow: env.PowParams = env.PowParams(),
         limits: RateLimits = RateLimits(),
         gossip_config: gossip.GossipConfig = gossip.GossipConfig(),
+        max_contacts: int = 0,
     ) -> None:
         super().__init__(source_node, store, ksize)
         self._wait_timeout = wait_timeout
@@ -105,6 +106,7 @@ class KomradeProtocol(KademliaProtocol):
         self.pow = pow
         self.limiter = PeerLimiter(limits)
         self.gossip = gossip_config
+        self.max_contacts = max_contacts
         self.seen = gossip.SeenCache(gossip_config.seen_capacity)
         #: Envelopes deleted by a burn, refused if they come back (from a holder that missed the burn).
         self.burned = gossip.SeenCache(gossip_config.seen_capacity)
@@ -448,6 +450,9 @@ class KomradeProtocol(KademliaProtocol):
         if not self.router.is_new_node(node):
             self.router.add_contact(node)
             return
+        if self.max_contacts and self.contact_count() >= self.max_contacts and not self._make_room_for(node):
+            self.counters["contact_refused_cap"] += 1
+            return
         self._by_addr[addr] = node.id
         slots = self._slots_to_hand_off(node) if self.store is not None else []
         self.router.add_contact(node)
@@ -470,6 +475,27 @@ class KomradeProtocol(KademliaProtocol):
                 slots.append(slot)
         return slots
 
+    def contact_count(self) -> int:
+        return sum(len(bucket) for bucket in self.router.buckets)
+
+    def _make_room_for(self, node: Node) -> bool:
+        """At the contact cap: a newcomer closer to us than our farthest contact replaces it (the near buckets
+        decide which slots we hold); anyone else is refused. True if there is room now."""
+        farthest = max(
+            (n for b in self.router.buckets for n in b.get_nodes()), key=self.source_node.distance_to, default=None
+        )
+        if farthest is None or node.distance_to(self.source_node) >= farthest.distance_to(self.source_node):
+            return False
+        self.forget(farthest)
+        self.counters["contact_replaced_cap"] += 1
+        return True
+
+    def forget(self, node: Node) -> None:
+        """Remove a contact from the routing table and from the one-id-per-address map."""
+        self.router.remove_contact(node)
+        if self._by_addr.get((node.ip, node.port)) == node.id:
+            del self._by_addr[(node.ip, node.port)]
+
     async def _hand_off(self, node: Node, slots: list[bytes]) -> None:
         """Append what the newcomer should hold to it, at most HANDOFF_LIMIT entries."""
         assert self.store is not None
@@ -484,9 +510,7 @@ class KomradeProtocol(KademliaProtocol):
     def handle_call_response(self, result: tuple[bool, Any], node: Node) -> tuple[bool, Any]:
         if not result[0]:
             if result[1] is None and self._failures.get((node.ip, node.port), (0, 0.0))[0] >= FAILURES_TO_EVICT:
-                self.router.remove_contact(node)
-                if self._by_addr.get((node.ip, node.port)) == node.id:
-                    del self._by_addr[(node.ip, node.port)]
+                self.forget(node)
             return result
         self.welcome_if_new(node)
         return result

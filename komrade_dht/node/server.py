@@ -55,6 +55,9 @@ class NodeConfig:
     """Per-peer request and write rate limits."""
     gossip: gossip.GossipConfig = gossip.GossipConfig()
     """Flooding and anti-entropy."""
+    max_contacts: int = 0
+    """Cap on routing-table contacts (0: kademlia's own bucket limits only). At the cap, a newcomer closer to us
+    than our farthest contact replaces it; others are refused."""
 
 
 class KomradeNode(Server):
@@ -98,6 +101,7 @@ class KomradeNode(Server):
             pow=self.config.pow,
             limits=self.config.limits,
             gossip_config=self.config.gossip,
+            max_contacts=self.config.max_contacts,
         )
 
     @property

@@ -246,6 +246,7 @@ class Store:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything into the main file, WAL emptied
                 conn.close()
             except sqlite3.Error as exc:
                 raise self._error("could not be closed cleanly", exc) from exc
