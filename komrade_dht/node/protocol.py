@@ -334,49 +334,45 @@ class KomradeProtocol(KademliaProtocol):
             return "write_rate_limited"
         return None
 
+    def _hold(self, sender: tuple[str, int], value: bytes, *, slot: bytes | None, near: bytes | None) -> str | None:
+        """Validate and keep an envelope (in ``slot``, or only under its id); an error code if refused. The ack
+        that follows is sent after the store committed it."""
+        refusal = self._accept_envelope(sender, near, value)
+        if refusal:
+            return refusal
+        assert self.store is not None
+        expires_at = env.parse_outer(value).expires_at
+        try:
+            if slot is None:
+                self.store.put_blob(env.envelope_id(value), value, expires_at)
+            else:
+                self.store.append(slot, value, expires_at)
+        except QuotaExceeded:
+            return "quota"
+        self.seen.add(env.envelope_id(value))
+        return None
+
     def rpc_store(self, sender: tuple[str, int], key: bytes, value: bytes, *, budget: int) -> tuple[bool, Any]:
         if env.envelope_id(value) != key:
             return False, "id_mismatch"
-        refusal = self._accept_envelope(sender, key, value)
-        if refusal:
-            return False, refusal
-        assert self.store is not None
-        try:
-            self.store.put_blob(key, value, env.parse_outer(value).expires_at)
-        except QuotaExceeded:
-            return False, "quota"
-        return True, True
+        refusal = self._hold(sender, value, slot=None, near=key)
+        return (False, refusal) if refusal else (True, True)
 
     def rpc_append(self, sender: tuple[str, int], slot: bytes, value: bytes, *, budget: int) -> tuple[bool, Any]:
-        refusal = self._accept_envelope(sender, slot, value)
-        if refusal:
-            return False, refusal
-        assert self.store is not None
-        try:
-            self.store.append(slot, value, env.parse_outer(value).expires_at)
-        except QuotaExceeded:
-            return False, "quota"
-        self.seen.add(env.envelope_id(value))
-        return True, True
+        refusal = self._hold(sender, value, slot=slot, near=slot)
+        return (False, refusal) if refusal else (True, True)
 
     def rpc_gossip(
         self, sender: tuple[str, int], slot: bytes, value: bytes, hops: int, *, budget: int
     ) -> tuple[bool, Any]:
         """Accept a flooded envelope into the dust cloud (any node may hold any slot's copies), and forward it
         once, to ``fanout`` random peers, while the hop budget lasts."""
-        key = env.envelope_id(value)
-        if key in self.seen:
+        if env.envelope_id(value) in self.seen:
             self.counters["gossip_duplicate"] += 1
             return True, False
-        refusal = self._accept_envelope(sender, None, value)
+        refusal = self._hold(sender, value, slot=slot, near=None)
         if refusal:
             return False, refusal
-        assert self.store is not None
-        try:
-            self.store.append(slot, value, env.parse_outer(value).expires_at)
-        except QuotaExceeded:
-            return False, "quota"
-        self.seen.add(key)
         self.counters["gossip_accepted"] += 1
         if hops > 0:
             self.forward(slot, value, hops - 1, exclude=sender)
