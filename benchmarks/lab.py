@@ -121,6 +121,7 @@ class Faults:
 
         def sendto(data: bytes, addr: Any = None) -> None:
             counters["sent"] += 1
+            counters["sent_bytes"] += len(data)
             if self.count_methods:
                 counters["sent_" + method_of(data)] += 1
             if self.partition_on and sides.get((addr[0], addr[1]), side) != side:

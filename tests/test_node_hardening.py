@@ -690,7 +690,8 @@ async def test_welcome_if_new_hands_slots_over_under_their_real_id(tmp_path: Pat
         await wait_for(lambda: newcomer.store.read_slot(slot)[0])
         assert newcomer.store.read_slot(slot)[0] == [env.envelope_id(entry)]
         assert newcomer.store.slot_ids() == [slot]  # under the real id, not digest(slot)
-        assert far.store.slot_ids() == []
+        # (far may legitimately receive the slot from the newcomer too: it is among the k closest)
+        assert digest(slot) not in far.store.slot_ids()
         ok, page = await holder.protocol.call_slot_page(Node(newcomer_id, *newcomer.address), slot, 0, 256)
         assert ok and page[0] == [env.envelope_id(entry)]
 
@@ -867,7 +868,7 @@ async def test_set_digest_when_every_contact_times_out(tmp_path: Path) -> None:
         await silent_contacts(net, node)
         value = make_envelope()
         assert await node.set_digest(env.envelope_id(value), value) is False
-        assert node.protocol.counters["timeouts"] >= 1
+        assert node.protocol.counters["retransmits"] >= 1  # the contacts were asked, again, and stayed silent
 
 
 @async_test
@@ -879,7 +880,7 @@ async def test_publish_when_every_contact_times_out(tmp_path: Path) -> None:
         await silent_contacts(net, node)
         with pytest.raises(NetworkError):
             await node.publish(os.urandom(20), make_envelope())
-        assert node.protocol.counters["timeouts"] >= 1
+        assert node.protocol.counters["retransmits"] >= 1  # the contacts were asked, again, and stayed silent
 
 
 # ----------------------------------------------------------------------------------------- misc overrides

@@ -4,7 +4,7 @@ kademlia's crawlers query ``alpha`` peers, wait for all of them, then start the 
 stalls every round for a full timeout, and a network where a third of the nodes just left turns a lookup into
 ten seconds. Here a reply (or a timeout) frees its slot at once, so a dead peer costs one slot for one timeout
 (the Kademlia paper's own suggestion, section 2.3, "strict parallelism" relaxed). And like libtorrent's
-"short timeout", a request unanswered after ``SOFT_TIMEOUT`` stops counting against ``alpha`` (its late reply is
+"short timeout", a request unanswered after a fraction of the timeout stops counting against ``alpha`` (its late reply is
 still used), so a burst of departed nodes does not serialize the lookup; and a node lookup whose only
 outstanding requests are overdue answers with the live nodes it has heard from.
 """
@@ -17,8 +17,10 @@ from typing import Any
 from kademlia.crawling import NodeSpiderCrawl
 from kademlia.node import Node
 
-#: Seconds after which an unanswered request no longer holds one of the ``alpha`` slots.
-SOFT_TIMEOUT = 0.5
+#: Fraction of the protocol's reply timeout after which an unanswered request no longer holds one of the
+#: ``alpha`` slots: just past the first retransmission (at a third), so one lost datagram does not drop a live
+#: node from the result (at 0.5 s fixed, the lab saw 17 of the true 20 closest under 20% loss).
+SOFT_TIMEOUT_FRACTION = 0.45
 
 
 class Lookup(NodeSpiderCrawl):
@@ -44,7 +46,8 @@ class Lookup(NodeSpiderCrawl):
                     in_flight[asyncio.ensure_future(rpc(peer, self.node))] = peer
                 if not in_flight:
                     return None if want_value else list(self.nearest)
-                done, _ = await asyncio.wait(in_flight, timeout=SOFT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+                soft = SOFT_TIMEOUT_FRACTION * self.protocol._wait_timeout
+                done, _ = await asyncio.wait(in_flight, timeout=soft, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     stalled.update(in_flight)
                     if not want_value and not self.nearest.get_uncontacted():

@@ -21,6 +21,7 @@ What we override, and why (DESIGN.md, "Node and transport"):
 from __future__ import annotations
 
 import asyncio
+import heapq
 import hmac
 import logging
 import os
@@ -67,7 +68,20 @@ class RateLimitedLog:
 
 
 class KomradeRoutingTable(RoutingTable):
-    """kademlia's table, but the ping of a full bucket's head is a task the protocol owns."""
+    """kademlia's table, with two fixes: the ping of a full bucket's head is a task the protocol owns, and
+    ``find_neighbors`` returns the k closest contacts by XOR distance. kademlia's ``TableTraverser`` walks buckets
+    in numeric order, stops early, and returns nothing at all for some table shapes (the network lab saw a client
+    with 24 contacts get none), which made publishes land nowhere and readers miss their slot."""
+
+    def find_neighbors(self, node: Node, k: int | None = None, exclude: Node | None = None) -> list[Node]:
+        k = k or self.ksize
+        contacts = [
+            n
+            for bucket in self.buckets
+            for n in bucket.nodes.values()
+            if n.id != node.id and (exclude is None or not n.same_home_as(exclude))
+        ]
+        return heapq.nsmallest(k, contacts, key=node.distance_to)
 
     def add_contact(self, node: Node) -> None:
         index = self.get_bucket_for(node)
@@ -205,7 +219,7 @@ class KomradeProtocol(KademliaProtocol):
         self._send(data, addr)
 
     def _send(self, data: bytes, addr: Any) -> None:
-        if self.transport is None:
+        if self.transport is None or self.transport.is_closing():
             return
         self.counters["datagrams_out"] += 1
         self.counters["bytes_out"] += len(data)
@@ -258,6 +272,8 @@ class KomradeProtocol(KademliaProtocol):
 
     async def call(self, addr: tuple[str, int], method: str, *args: Any) -> tuple[bool, Any]:
         """Call ``method`` on the node at ``addr``; (True, value) on success, (False, error code or None) otherwise."""
+        if self.transport is None or self.transport.is_closing():
+            return False, "closed"
         if self.is_silent((addr[0], addr[1])):
             self.counters["skipped_silent_peer"] += 1
             return False, "silent"  # not a fresh timeout: the peer stays in the routing table

@@ -7,6 +7,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import random
 import socket
 import time
 from dataclasses import dataclass
@@ -137,12 +138,13 @@ class KomradeNode(Server):
         """Run ``job`` every ``interval`` seconds (kademlia's refresh forgets its interval after one round)."""
 
         async def loop() -> None:
+            await asyncio.sleep(random.uniform(0, interval))  # nodes started together do not run in lockstep
             while True:
-                await asyncio.sleep(interval)
                 try:
                     await job()
                 except Exception:
                     log.exception("periodic job %s failed; it will run again", job.__name__)
+                await asyncio.sleep(interval * random.uniform(0.9, 1.1))
 
         self._loops.append(asyncio.get_running_loop().create_task(loop()))
 
@@ -328,6 +330,10 @@ class KomradeNode(Server):
         for node in await self.closest(slot):
             ok, value = await self.protocol.call_slot_digest(node, slot)
             if not ok or value[1] == digest:
+                continue
+            if not close and value[0] >= len(ours):
+                # A gossip copy holds part of the slot: its digest never matches a holder's. It only repairs
+                # holders that have fewer entries than it has (one that restarted empty, say).
                 continue
             theirs = set(await self.slot_ids_at(node, slot))
             for key in ours - theirs:

@@ -9,6 +9,7 @@ the bytes it was sent (the anti-amplification rule QUIC applies before address v
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -63,8 +64,14 @@ def is_contact(value: Any) -> bool:
         return False
     if not (isinstance(value[1], str) and len(value[1]) <= 45 and is_uint(value[2], 65535) and value[2] > 0):
         return False
+    return _is_ip(value[1])
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_ip(text: str) -> bool:
+    """Whether ``text`` is an IP literal (cached: find_node replies repeat the same few hundred addresses)."""
     try:
-        ipaddress.ip_address(value[1])
+        ipaddress.ip_address(text)
     except ValueError:
         return False
     return True
