@@ -52,6 +52,14 @@ async def client(peer: tuple[str, int], config: NodeConfig = NodeConfig()) -> Ko
     return node
 
 
+async def shutdown(nodes: list[KomradeNode], accounts: tuple[Account, ...] = ()) -> None:
+    """Stop every node (tasks cancelled, stores closed) and close every account: a test's ``finally``."""
+    for node in nodes:
+        await node.stop_async()
+    for acct in accounts:
+        acct.close()
+
+
 def account(tmp: Path, name: str, **kwargs: Any) -> Account:
     return Account.create(tmp / name.lower(), name, f"{name} passphrase", **FAST_KDF, **kwargs)
 

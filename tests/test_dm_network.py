@@ -14,7 +14,7 @@ from komrade_dht.slots import SlotParams, key_prefix, slot_id
 from komrade_dht.social import burn, inbox, mark_read, send_dm, sync_inbox
 from komrade_dht.storage import Store
 
-from .support import account, client, files_containing, start_relays, wait_for
+from .support import account, shutdown, client, files_containing, start_relays, wait_for
 
 WIDTH = 2  # four slots per epoch: Bob and Carol are made to share one
 
@@ -99,10 +99,7 @@ def test_expired_envelopes_disappear_from_every_node(tmp_path: Path) -> None:
             assert all(r.store.stats().slot_entries == 0 for r in relays)
             assert await sync_inbox(bob, node) == []
         finally:
-            for n in [node, *relays]:
-                await n.stop_async()
-            alice.close()
-            bob.close()
+            await shutdown([node, *relays], (alice, bob))
 
     asyncio.run(scenario())
 
@@ -159,9 +156,6 @@ def test_burn_deletes_every_copy_and_needs_the_secret(tmp_path: Path) -> None:
             assert (ok, reply) == (False, "burned")
             assert not relays[0].store.has_blob(key)
         finally:
-            for n in [node, *relays]:
-                await n.stop_async()
-            alice.close()
-            bob.close()
+            await shutdown([node, *relays], (alice, bob))
 
     asyncio.run(scenario())

@@ -227,7 +227,7 @@ def test_peer_cap_holds_and_metrics_are_prometheus_text(tmp_path: Path) -> None:
             lines = text.splitlines()
             assert all(PROMETHEUS_LINE.match(line) for line in lines if not line.startswith("#")), text
             values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in lines if not line.startswith("#")}
-            assert values["komrade_peers_max"] == 4 and values["komrade_peers_refused_total"] >= 0
+            assert values["komrade_peers_max"] == 4 and "komrade_peers_refused_total" in values
             assert values['komrade_datagrams_total{direction="in"}'] > 0
             assert "# TYPE komrade_dropped_total counter" in text  # one sample per drop reason seen
             assert 'komrade_rpc_requests_total{method="ping"}' in values
