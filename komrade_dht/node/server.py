@@ -93,7 +93,7 @@ class KomradeNode(Server):
         return self.store is None
 
     def _create_protocol(self) -> KomradeProtocol:
-        return KomradeProtocol(
+        return self.protocol_class(
             self.node,
             self.store,
             self.ksize,
