@@ -11,7 +11,8 @@ Format (bech32m, BIP-350)::
   characters, and unlike the original bech32 it also catches inserting or deleting ``q`` before a final ``p``.
 
 Addresses are written in lowercase. All-uppercase input is accepted (QR codes encode it more compactly);
-mixed case is rejected. :func:`decode_address` raises :class:`~komrade_dht.errors.AddressError` with a
+mixed case is rejected, and so is any non-ASCII character, checked before case mapping (Unicode lowercases
+U+212A KELVIN SIGN to ``k``). :func:`decode_address` raises :class:`~komrade_dht.errors.AddressError` with a
 distinct message per failure.
 
 The bech32m functions are implemented here (a few lines, no dependency).
@@ -19,6 +20,7 @@ The bech32m functions are implemented here (a few lines, no dependency).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -175,6 +177,14 @@ def decode_address(text: str) -> Address:
     s = text.strip()
     if not s:
         raise AddressError("the address is empty")
+    # Before any case mapping: str.lower() maps U+212A KELVIN SIGN to "k", U+0130 to "i" + a combining dot, and
+    # str.upper() maps "ß" to "SS", so a look-alike would decode as a different, or the same, address.
+    for index, char in enumerate(s):
+        if not char.isascii():
+            raise AddressError(
+                f"invalid character {char!r} at position {index + 1} (U+{ord(char):04X} "
+                f"{unicodedata.name(char, 'unnamed')}, not ASCII): an address uses only ASCII letters and digits"
+            )
     if s[: len(PREFIX)].lower() != PREFIX:
         raise AddressError(f"not a komrade address: it must start with {PREFIX}")
     for index in range(len(PREFIX), len(s)):

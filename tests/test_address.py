@@ -13,6 +13,7 @@ from komrade_dht.address import (
     CHARSET,
     HRP,
     MAX_WIDTH,
+    PREFIX,
     Address,
     _convert_bits,
     _create_checksum,
@@ -108,6 +109,34 @@ def test_error_on_separator_missing_or_extra_data() -> None:
 def test_invalid_character_names_non_ascii() -> None:
     msg = _error(ADDR[:30] + "é" + ADDR[31:])
     assert "invalid character 'é' at position 31" in msg
+
+
+def test_kelvin_sign_in_an_uppercase_address_is_refused() -> None:
+    """U+212A KELVIN SIGN lowercases to "k": an uppercase address with it in place of K decoded as the real one."""
+    upper = ADDR.upper()
+    assert "K" in upper
+    assert decode_address(upper).text == ADDR
+    spoof = upper.replace("K", "\u212a")
+    msg = _error(spoof)
+    assert "U+212A KELVIN SIGN" in msg and "not ASCII" in msg and "position 1 " in msg
+    # One in the data part too, not only the prefix: an address with a "k" after komrade1.
+    other = next(a for a in (encode_address(Identity.from_seed(bytes([i]) * 32).verify_key, 7) for i in range(64))
+                 if "k" in a[len(PREFIX) :]).upper()
+    data_k = other.index("K", len(PREFIX))
+    assert decode_address(other)
+    assert "not ASCII" in _error(other[:data_k] + "\u212a" + other[data_k + 1 :])
+
+
+def test_no_non_ascii_look_alike_decodes() -> None:
+    """Every code point that case-maps onto an address character is refused as not ASCII, in either case."""
+    targets = set(CHARSET) | set(CHARSET.upper()) | set(PREFIX) | set(PREFIX.upper())
+    traps = [chr(c) for c in range(0x80, 0x30000)
+             if chr(c).lower() in targets or chr(c).upper() in targets or chr(c).casefold() in targets]
+    assert "\u212a" in traps
+    for trap in traps:
+        for base in (ADDR, ADDR.upper()):
+            for position in (2, 40):
+                assert "not ASCII" in _error(base[:position] + trap + base[position + 1 :])
 
 
 def test_non_canonical_padding_rejected() -> None:
