@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import json
 import logging
 import os
 import re
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 
 NODE_DB = "node.sqlite"
 LOCK_FILE = "node.lock"
+#: Settings a person changed in an interface (the app's settings screen): bootstrap peers and sync interval, JSON.
+SETTINGS_FILE = "settings.json"
+#: Bounds of the settings the API accepts.
+MAX_BOOTSTRAP = 32
+SYNC_INTERVAL_RANGE = (1.0, 86400.0)
 
 
 class InvalidInput(KomradeError):
@@ -210,6 +217,56 @@ def message_key(message_id: str) -> bytes:
     return bytes.fromhex(message_id)
 
 
+def parse_peer(text: str) -> tuple[str, int]:
+    """``(ip, port)`` from ``IP:PORT`` or ``[IPv6]:PORT`` (an IP literal: settings are used without DNS)."""
+    if not isinstance(text, str) or len(text) > 60:
+        raise InvalidInput("a bootstrap peer is IP:PORT, e.g. 203.0.113.5:9475 or [2001:db8::1]:9475")
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ip = ipaddress.ip_address(host)
+        number = int(port) if port.isdigit() and len(port) <= 5 else -1
+    except ValueError:
+        number = -1
+    if not sep or not 1 <= number <= 65535:
+        raise InvalidInput(f"not a bootstrap peer: {text[:60]!r} (IP:PORT, e.g. 203.0.113.5:9475)")
+    return str(ip), number
+
+
+def format_peer(peer: tuple[str, int]) -> str:
+    host, port = peer
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def load_settings(data_dir: os.PathLike[str] | str) -> dict[str, Any]:
+    """The settings saved in ``data_dir`` (``settings.json``): ``bootstrap`` (list of IP:PORT) and
+    ``sync_interval`` (seconds or None). A missing or unreadable file means no settings (logged, not fatal)."""
+    path = os.path.join(data_dir, SETTINGS_FILE)
+    out: dict[str, Any] = {"bootstrap": [], "sync_interval": None}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except FileNotFoundError:
+        return out
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return out
+    if not isinstance(raw, dict):
+        return out
+    peers = raw.get("bootstrap")
+    if isinstance(peers, list):
+        for text in peers[:MAX_BOOTSTRAP]:
+            try:
+                out["bootstrap"].append(format_peer(parse_peer(text)))
+            except InvalidInput:
+                log.warning("ignoring bootstrap peer %r in %s", str(text)[:60], path)
+    interval = raw.get("sync_interval")
+    if isinstance(interval, (int, float)) and not isinstance(interval, bool):
+        if SYNC_INTERVAL_RANGE[0] <= interval <= SYNC_INTERVAL_RANGE[1]:
+            out["sync_interval"] = float(interval)
+    return out
+
+
 class UserService:
     """An open account and its node. ``await start()``, use it, ``await close()`` (or ``async with``)."""
 
@@ -226,6 +283,10 @@ class UserService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock_fd: int | None = None
         self._last_summary: dict[str, Any] | None = None
+        self._settings = load_settings(self.data_dir)
+        #: Seconds between automatic syncs: the saved setting if there is one, else the configuration's.
+        self.sync_interval: float = self._settings["sync_interval"] or config.sync_interval
+        self._wake_sync = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -237,7 +298,9 @@ class UserService:
             self.node = KomradeNode(store, config=self.config.node, state_dir=self.data_dir)
             store = None  # the node owns it now and closes it in stop_async
             await self.node.listen(self.config.listen_port, self.config.listen_host)
-            joined = await self.node.bootstrap(list(self.config.bootstrap))
+            peers = list(self.config.bootstrap)
+            peers += [p for p in map(parse_peer, self._settings["bootstrap"]) if p not in peers]
+            joined = await self.node.bootstrap(peers)
             log.info("user node joined with %d peers known", len(joined))
         except BaseException:
             if store is not None:
@@ -246,7 +309,7 @@ class UserService:
             self._release_lock()
             raise
         self.started_at = time.time()
-        self._spawn(self._every(self.config.sync_interval, self._periodic_sync, first=0.0), "sync")
+        self._spawn(self._sync_loop(), "sync")
         self._spawn(self._every(self.config.status_interval, self._check_status), "status")
 
     async def close(self) -> None:
@@ -312,6 +375,19 @@ class UserService:
             except Exception:
                 log.exception("periodic %s failed; it runs again in %.0f s", job.__name__, interval)
 
+    async def _sync_loop(self) -> None:
+        """Sync at once, then every ``self.sync_interval`` seconds (re-read each time: the setting may change)."""
+        while True:
+            try:
+                await self._periodic_sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic sync failed; it runs again in %.0f s", self.sync_interval)
+            self._wake_sync.clear()
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(self._wake_sync.wait(), self.sync_interval)
+
     def _node(self) -> KomradeNode:
         if self.node is None:
             raise KomradeError("the node is not running")
@@ -375,6 +451,18 @@ class UserService:
             raise NotFound(f"no contact {ref}")
         return self.account.verify_contact(key)
 
+    def rename_contact(self, ref: str, name: str) -> Contact:
+        """Give a contact another name (the address, fingerprint and verified mark stay)."""
+        if not isinstance(name, str) or not name.strip() or len(name) > 64:
+            raise InvalidInput("a contact's name must be 1 to 64 characters, not only spaces")
+        key = self._contact_key(ref)
+        contact = self.account.contact(key)
+        if contact is None:
+            raise NotFound(f"no contact {ref}")
+        renamed = Contact(name.strip(), contact.address, contact.fingerprint, contact.verified)
+        self.account.data.put("contact", key, asdict(renamed))
+        return renamed
+
     def remove_contact(self, ref: str) -> None:
         if not self.account.remove_contact(self._contact_key(ref)):
             raise NotFound(f"no contact {ref}")
@@ -395,6 +483,19 @@ class UserService:
             raise InvalidInput("offset must be >= 0 and limit between 1 and 500")
         everything = inbox(self.account)
         return Page(len(everything), offset, limit, everything[offset : offset + limit])
+
+    def sent(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        """The DMs sent from this device, oldest first, by pages: ``{total, offset, limit, messages}``; each
+        message is ``{id, to, text, sent_at, acks}`` (acks: holders that acknowledged storing it, not delivery)."""
+        if offset < 0 or not 1 <= limit <= 500:
+            raise InvalidInput("offset must be >= 0 and limit between 1 and 500")
+        records = [
+            {"id": str(r.get("id", "")), "to": str(r.get("to", "")), "text": str(r.get("text", "")),
+             "sent_at": int(r.get("at", 0)), "acks": int(r.get("acks", 0))}
+            for r in self.account.data.all("sent")
+        ]
+        records.sort(key=lambda r: (r["sent_at"], r["id"]))
+        return {"total": len(records), "offset": offset, "limit": limit, "messages": records[offset : offset + limit]}
 
     def mark_read(self, message_id: str) -> Message:
         key = message_key(message_id)
@@ -431,6 +532,50 @@ class UserService:
         except KomradeError as exc:
             log.warning("inbox sync failed: %s", exc)
             await self._check_status()
+
+    # -- settings -------------------------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """What the settings screen shows: the data directory and slot width (fixed for this identity: the address
+        carries them), the saved bootstrap peers (used at the next start) and the sync interval (applies now)."""
+        return {
+            "data_dir": str(self.data_dir),
+            "width": self.account.width,
+            "bootstrap": list(self._settings["bootstrap"]),
+            "sync_interval": self.sync_interval,
+        }
+
+    def update_settings(self, bootstrap: list[str] | None = None, sync_interval: float | None = None) -> dict[str, Any]:
+        """Change and save (``settings.json``, 0600, atomically) the settings given; the others stay."""
+        new = dict(self._settings)
+        if bootstrap is not None:
+            if len(bootstrap) > MAX_BOOTSTRAP:
+                raise InvalidInput(f"at most {MAX_BOOTSTRAP} bootstrap peers")
+            peers: list[str] = []
+            for text in bootstrap:
+                peer = format_peer(parse_peer(text))
+                if peer not in peers:
+                    peers.append(peer)
+            new["bootstrap"] = peers
+        if sync_interval is not None:
+            low, high = SYNC_INTERVAL_RANGE
+            if isinstance(sync_interval, bool) or not isinstance(sync_interval, (int, float)) \
+                    or not low <= sync_interval <= high:
+                raise InvalidInput(f"sync_interval must be a number of seconds from {low:g} to {high:g}")
+            new["sync_interval"] = float(sync_interval)
+        path = self.data_dir / SETTINGS_FILE
+        tmp = path.with_name(f".{SETTINGS_FILE}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, (json.dumps(new, indent=1) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        self._settings = new
+        if sync_interval is not None:
+            self.sync_interval = float(sync_interval)
+            self._wake_sync.set()  # the sleeping loop picks up the new interval now
+        return self.settings()
 
     # -- status ---------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

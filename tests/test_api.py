@@ -133,7 +133,7 @@ def test_every_route_but_health_needs_the_token(net: Net) -> None:
         status, body, _ = await request("GET", api.url + "/v1/health")
         assert status == 200 and body == {"ok": True}
         routes = {(r.method, r.resource.canonical) for r in api.app.router.routes() if r.resource is not None}
-        assert len(routes) == 15
+        assert len(routes) == 19
         for method, path in sorted(routes):
             if path == "/v1/health":
                 continue
@@ -188,6 +188,67 @@ def test_one_node_per_data_directory(net: Net) -> None:
             await other.start()
 
     net.bg.run(second())
+
+
+def test_host_header_must_name_this_loopback_server(net: Net) -> None:
+    """DNS rebinding: a page at evil.example whose name now resolves to 127.0.0.1 sends Host: evil.example."""
+    api = net.alice_api
+    port = api.port
+
+    async def probe() -> None:
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1", f"127.0.0.1:{port + 1}",
+                     f"localhost.evil.example:{port}", ""):
+            for path in ("/v1/health", "/v1/identity"):
+                status, body, _ = await request("GET", api.url + path, headers={**net.headers("alice"), "Host": host})
+                assert status == 421, (host, path, status)
+                assert body["error"] == "bad_host" and "DNS rebinding" in body["message"]
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"LOCALHOST:{port}"):
+            status, body, _ = await request("GET", api.url + "/v1/identity", headers={**net.headers("alice"), "Host": host})
+            assert status == 200 and body["name"] == "Alice", host
+
+    net.bg.run(probe())
+
+
+def test_rename_sent_list_and_settings(net: Net) -> None:
+    async def story() -> None:
+        async with net.client("alice") as alice:
+            bob_address = net.bob.address.text
+            await alice.add_contact(bob_address, "Bob")
+            renamed = await alice.rename_contact(bob_address, "  Robert ")
+            assert renamed.name == "Robert" and [c.name for c in await alice.contacts()] == ["Robert"]
+            with pytest.raises(ApiError) as bad:
+                await alice.rename_contact(bob_address, "   ")
+            assert bad.value.status == 400
+            with pytest.raises(ApiError) as missing:
+                await alice.rename_contact(net.alice.address.text, "me")
+            assert missing.value.status == 404
+
+            before = (await alice.sent()).total
+            sent = await alice.send(bob_address, "for the thread view")
+            page = await alice.sent(offset=before)
+            assert [(m.id, m.to, m.text, m.acks) for m in page.messages] == [(sent.id, bob_address, "for the thread view", sent.acks)]
+            assert page.total == before + 1 and (await alice.all_sent())[-1].id == sent.id
+            await alice.remove_contact(bob_address)
+
+            settings = await alice.settings()
+            assert settings.data_dir == str(net.alice.data_dir) and settings.width == net.alice.width
+            changed = await alice.update_settings(bootstrap=["127.0.0.1:9475", "[::1]:9475", "127.0.0.1:9475"],
+                                                  sync_interval=45)
+            assert changed.bootstrap == ["127.0.0.1:9475", "[::1]:9475"] and changed.sync_interval == 45.0
+            assert net.alice_svc.sync_interval == 45.0
+            saved = json.loads((net.alice.data_dir / "settings.json").read_text())
+            assert saved == {"bootstrap": ["127.0.0.1:9475", "[::1]:9475"], "sync_interval": 45.0}
+            assert stat.S_IMODE((net.alice.data_dir / "settings.json").stat().st_mode) == 0o600
+            for bad_settings in ({"bootstrap": ["example.org:1"]}, {"bootstrap": ["127.0.0.1:0"]},
+                                 {"bootstrap": "127.0.0.1:1"}, {"sync_interval": 0.5}, {"sync_interval": True},
+                                 {"sync_interval": 1e999}, {"colour": "red"}):
+                status, body, _ = await request("PUT", net.alice_api.url + "/v1/settings",
+                                                headers=net.headers("alice"), json=bad_settings)
+                assert status == 400 and body["error"] == "bad_request", bad_settings
+            await alice.update_settings(bootstrap=[], sync_interval=30)
+            assert (await alice.settings()).bootstrap == []
+
+    net.bg.run(story())
 
 
 # -- the story -----------------------------------------------------------------------------------------------
@@ -341,9 +402,10 @@ def test_openapi_document_describes_exactly_the_routes(net: Net) -> None:
 schema = schemathesis.openapi.from_dict(json.loads(openapi_document())).exclude(path="/v1/events")
 
 
-#: Operations whose bodies carry an address or a DM text: JSON Schema can say neither "its bech32m checksum holds"
-#: nor "its UTF-8 fits one envelope with the sender's name", so a schema-valid body may rightly get 400 there.
-CHECKSUMMED = {"POST /v1/messages", "POST /v1/contacts"}
+#: Operations whose bodies carry an address, a DM text or a peer: JSON Schema can say neither "its bech32m checksum
+#: holds", "its UTF-8 fits one envelope with the sender's name" nor "a valid IP and a port from 1 to 65535", so a
+#: schema-valid body may rightly get 400 there.
+CHECKSUMMED = {"POST /v1/messages", "POST /v1/contacts", "PUT /v1/settings"}
 
 
 @schema.parametrize()

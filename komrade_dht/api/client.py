@@ -73,6 +73,38 @@ class MessagePage:
 
 
 @dataclass(frozen=True)
+class SentMessage:
+    """A DM sent from this device; ``acks`` counts the holders that acknowledged storing it (not a delivery)."""
+
+    id: str
+    to: str
+    text: str
+    sent_at: int
+    acks: int
+
+
+@dataclass(frozen=True)
+class SentPage:
+    """One page of the sent DMs (oldest first) and how many there are in all."""
+
+    total: int
+    offset: int
+    limit: int
+    messages: list[SentMessage]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The node's settings: data directory and slot width (fixed), bootstrap peers (used at the next start) and
+    the sync interval in seconds (applies at once)."""
+
+    data_dir: str
+    width: int
+    bootstrap: list[str]
+    sync_interval: float
+
+
+@dataclass(frozen=True)
 class Burned:
     """A burned message: deleted here, and ``deleted_copies`` copies deleted in the network."""
 
@@ -230,6 +262,35 @@ class ApiClient:
     async def remove_contact(self, contact: str) -> None:
         await self._request("DELETE", f"/v1/contacts/{quote(contact, safe='')}")
 
+    async def rename_contact(self, contact: str, name: str) -> Contact:
+        return _build(Contact, await self._request("PATCH", f"/v1/contacts/{quote(contact, safe='')}",
+                                                    json_body={"name": name}))
+
+    async def sent(self, offset: int = 0, limit: int = 50) -> SentPage:
+        body = await self._request("GET", "/v1/sent", params={"offset": offset, "limit": limit})
+        return SentPage(body["total"], body["offset"], body["limit"], [_build(SentMessage, m) for m in body["messages"]])
+
+    async def all_sent(self) -> list[SentMessage]:
+        """Every DM sent from this device, oldest first."""
+        out: list[SentMessage] = []
+        while True:
+            page = await self.sent(len(out), 500)
+            out.extend(page.messages)
+            if not page.messages or len(out) >= page.total:
+                return out
+
+    async def settings(self) -> Settings:
+        return _build(Settings, await self._request("GET", "/v1/settings"))
+
+    async def update_settings(self, *, bootstrap: list[str] | None = None,
+                              sync_interval: float | None = None) -> Settings:
+        body: dict[str, Any] = {}
+        if bootstrap is not None:
+            body["bootstrap"] = bootstrap
+        if sync_interval is not None:
+            body["sync_interval"] = sync_interval
+        return _build(Settings, await self._request("PUT", "/v1/settings", json_body=body))
+
     async def send(self, to: str, text: str) -> Sent:
         return _build(Sent, await self._request("POST", "/v1/messages", json_body={"to": to, "text": text}))
 
@@ -348,6 +409,18 @@ class SyncApiClient:
     def remove_contact(self, contact: str) -> None:
         self._run(self._api.remove_contact(contact))
 
+    def rename_contact(self, contact: str, name: str) -> Contact:
+        return self._run(self._api.rename_contact(contact, name))
+
+    def sent(self, offset: int = 0, limit: int = 50) -> SentPage:
+        return self._run(self._api.sent(offset, limit))
+
+    def settings(self) -> Settings:
+        return self._run(self._api.settings())
+
+    def update_settings(self, *, bootstrap: list[str] | None = None, sync_interval: float | None = None) -> Settings:
+        return self._run(self._api.update_settings(bootstrap=bootstrap, sync_interval=sync_interval))
+
     def send(self, to: str, text: str) -> Sent:
         return self._run(self._api.send(to, text))
 
@@ -394,6 +467,9 @@ __all__ = [
     "MessagePage",
     "NodeNotRunning",
     "Sent",
+    "SentMessage",
+    "SentPage",
+    "Settings",
     "Status",
     "SyncApiClient",
     "node_running",

@@ -44,6 +44,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 QUERY_PARAMS: dict[str, frozenset[str]] = {
     "/v1/identity/qr.png": frozenset({"scale"}),
     "/v1/messages": frozenset({"offset", "limit"}),
+    "/v1/sent": frozenset({"offset", "limit"}),
 }
 
 
@@ -76,6 +77,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
+    421: "bad_host",
     415: "unsupported_media_type",
 }
 
@@ -118,6 +120,20 @@ async def _json_object(request: web.Request, fields: dict[str, int]) -> dict[str
     return {k: _text(body[k], k, limit) for k, limit in fields.items()}
 
 
+async def _json_any(request: web.Request) -> dict[str, Any]:
+    """The request's JSON body as an object (fields checked by the caller)."""
+    if request.content_type != "application/json":
+        raise _BadRequest(415, "unsupported_media_type", "send the body as application/json")
+    raw = await request.read()
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _BadRequest(400, "bad_request", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _BadRequest(400, "bad_request", "the body must be a JSON object")
+    return body
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -151,7 +167,7 @@ class ApiServer:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self._auth, self._query])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._host, self._errors, self._auth, self._query])
         r = app.router
         r.add_get("/v1/health", self.health, allow_head=False)
         r.add_get("/v1/openapi.json", self.openapi, allow_head=False)
@@ -160,12 +176,16 @@ class ApiServer:
         r.add_get("/v1/contacts", self.list_contacts, allow_head=False)
         r.add_post("/v1/contacts", self.add_contact)
         r.add_delete("/v1/contacts/{contact}", self.remove_contact)
+        r.add_patch("/v1/contacts/{contact}", self.rename_contact)
         r.add_post("/v1/contacts/{contact}/verify", self.verify_contact)
         r.add_get("/v1/messages", self.list_messages, allow_head=False)
         r.add_post("/v1/messages", self.send_message)
         r.add_post("/v1/messages/{id}/read", self.mark_read)
         r.add_post("/v1/messages/{id}/burn", self.burn_message)
+        r.add_get("/v1/sent", self.list_sent, allow_head=False)
         r.add_post("/v1/sync", self.sync)
+        r.add_get("/v1/settings", self.get_settings, allow_head=False)
+        r.add_put("/v1/settings", self.put_settings)
         r.add_get("/v1/status", self.status, allow_head=False)
         r.add_get("/v1/events", self.events, allow_head=False)
         return app
@@ -210,6 +230,23 @@ class ApiServer:
                 pass
 
     # -- middlewares ------------------------------------------------------------------------------------------
+    def allowed_hosts(self) -> frozenset[str]:
+        """The ``Host`` header values this server answers: loopback names with our port (DNS rebinding defence)."""
+        return frozenset(f"{name}:{self.port}" for name in ("127.0.0.1", "localhost", "[::1]"))
+
+    @web.middleware
+    async def _host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Refuse a request whose ``Host`` is not this loopback server: a web page whose DNS name was rebound to
+        127.0.0.1 sends its own name there, and must not reach the API (even /v1/health)."""
+        host = request.headers.get("Host", "").strip().lower()
+        if host not in self.allowed_hosts():
+            return _error(
+                421, "bad_host",
+                f"this API answers only Host 127.0.0.1:{self.port}, localhost:{self.port} or [::1]:{self.port}, "
+                f"not {host[:80]!r} (a web page reaching it under another name is refused: DNS rebinding)",
+            )
+        return await handler(request)
+
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Every failure becomes a JSON error; input problems are 4xx, never 5xx."""
@@ -291,6 +328,32 @@ class ApiServer:
     async def remove_contact(self, request: web.Request) -> web.Response:
         self.service.remove_contact(request.match_info["contact"])
         return web.Response(status=204)
+
+    async def rename_contact(self, request: web.Request) -> web.Response:
+        body = await _json_object(request, {"name": 64})
+        contact = self.service.rename_contact(request.match_info["contact"], body["name"])
+        return web.json_response(asdict(contact))
+
+    async def list_sent(self, request: web.Request) -> web.Response:
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = _int_param(request, "limit", 50, 1, 500)
+        return web.json_response(self.service.sent(offset, limit))
+
+    async def get_settings(self, request: web.Request) -> web.Response:
+        return web.json_response(self.service.settings())
+
+    async def put_settings(self, request: web.Request) -> web.Response:
+        body = await _json_any(request)
+        unknown = sorted(set(body) - {"bootstrap", "sync_interval"})
+        if unknown:
+            raise _BadRequest(400, "bad_request", f"unknown field(s): {', '.join(k[:40] for k in unknown[:5])}")
+        peers = body.get("bootstrap")
+        if "bootstrap" in body and not (isinstance(peers, list) and all(isinstance(p, str) for p in peers)):
+            raise _BadRequest(400, "bad_request", "bootstrap must be a list of IP:PORT strings")
+        interval = body.get("sync_interval")
+        if "sync_interval" in body and (isinstance(interval, bool) or not isinstance(interval, (int, float))):
+            raise _BadRequest(400, "bad_request", "sync_interval must be a number of seconds")
+        return web.json_response(self.service.update_settings(peers, interval))
 
     async def verify_contact(self, request: web.Request) -> web.Response:
         return web.json_response(asdict(self.service.verify_contact(request.match_info["contact"])))
