@@ -91,7 +91,15 @@ async def client_node(args: argparse.Namespace) -> AsyncIterator[KomradeNode]:
 
 # -- commands ------------------------------------------------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
-    account = Account.create(args.data_dir, args.name, read_passphrase(confirm=True), width=args.width)
+    seed = None
+    if args.restore:
+        from .recovery import decode_recovery
+
+        text = os.environ.get("KOMRADE_RECOVERY") or (getpass.getpass("recovery text: ") if sys.stdin.isatty() else "")
+        if not text:
+            raise KomradeError("no recovery text: set KOMRADE_RECOVERY or run this in a terminal")
+        seed = decode_recovery(text)
+    account = Account.create(args.data_dir, args.name, read_passphrase(confirm=True), width=args.width, seed=seed)
     print(f"created identity {account.name!r} in {args.data_dir}")
     print(account.address.text)
     print(f"fingerprint: {account.fingerprint}")
@@ -109,6 +117,17 @@ def cmd_address(args: argparse.Namespace) -> int:
 
         segno.make(text, error="m").terminal(compact=True)
     account.close()
+    return 0
+
+
+def cmd_recovery(args: argparse.Namespace) -> int:
+    from .recovery import encode_recovery
+
+    account = Account.open(args.data_dir, read_passphrase())
+    try:
+        print(encode_recovery(account.identity.seed))
+    finally:
+        account.close()
     return 0
 
 
@@ -288,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="create your identity")
     p.add_argument("--name", required=True)
     p.add_argument("--width", type=int, default=8, help="slot width in bits (0..32); see README")
+    p.add_argument("--restore", action="store_true",
+                   help="restore an identity from its recovery text (KOMRADE_RECOVERY, else asked)")
+    sub.add_parser("recovery", help="print your recovery text (write it on paper: it restores your identity)")
     p = sub.add_parser("address", help="print your address, fingerprint and a QR code")
     p.add_argument("--no-qr", action="store_true")
     p = sub.add_parser("contact", help="manage contacts")
@@ -337,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "init": cmd_init,
         "address": cmd_address,
+        "recovery": cmd_recovery,
         "contact": cmd_contact,
         "send": cmd_send,
         "inbox": cmd_inbox,

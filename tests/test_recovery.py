@@ -55,3 +55,25 @@ def test_restores_the_same_identity() -> None:
     me = Identity.generate()
     again = Identity.from_seed(decode_recovery(encode_recovery(me.seed)))
     assert again.verify_key == me.verify_key and again.fingerprint() == me.fingerprint()
+
+
+def test_cli_shows_and_restores(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    def komrade(home, *args, **env):
+        full = {k: v for k, v in os.environ.items() if k not in ("KOMRADE_PASSPHRASE", "KOMRADE_RECOVERY")}
+        full.update(env)
+        return subprocess.run([sys.executable, "-m", "komrade_dht", "--data-dir", str(home), *args], env=full,
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    made = komrade(tmp_path / "a", "init", "--name", "Ann", KOMRADE_PASSPHRASE="first words")
+    assert made.returncode == 0, made.stderr
+    text = komrade(tmp_path / "a", "recovery", KOMRADE_PASSPHRASE="first words").stdout.strip()
+    assert len(text) == 69
+    typo = ("X" if text[0] != "X" else "Y") + text[1:]
+    bad = komrade(tmp_path / "b", "init", "--restore", "--name", "Ann", KOMRADE_PASSPHRASE="new", KOMRADE_RECOVERY=typo)
+    assert bad.returncode == 1 and "typo" in bad.stderr and not (tmp_path / "b" / "identity.keystore").exists()
+    again = komrade(tmp_path / "b", "init", "--restore", "--name", "Ann", KOMRADE_PASSPHRASE="new", KOMRADE_RECOVERY=text)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1:] == made.stdout.splitlines()[1:]  # same address and fingerprint
