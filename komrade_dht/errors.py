@@ -56,3 +56,64 @@ class NetworkError(KomradeError):
 
 class UserDataError(KomradeError):
     """The encrypted local user data cannot be read (wrong key, tampering, or damage)."""
+
+
+class GeoError(KomradeError):
+    """A position or radius is not usable: not a finite number, or out of range (latitude -90..90, longitude
+    -180..180, radius within the limits of ``komrade_dht.geo``)."""
+
+
+class ImageError(KomradeError):
+    """A picture was refused before anything was published: not an image we can read, damaged or truncated,
+    too large, a decompression bomb, or impossible to shrink under the size limit."""
+
+
+class ContentError(KomradeError):
+    """Chunked content cannot be built or read back: too large, a manifest that does not decode under its key,
+    or a result whose length or hash differs from what its manifest promises."""
+
+
+class ChunksUnavailable(ContentError):
+    """Some chunks of a piece of content are missing or failed their checks; nothing partial is returned.
+
+    ``missing`` lists the ids (20 bytes each) nobody has given us yet: fetch them (from other holders) and try
+    again. ``bad`` lists the ids whose bytes did not hash to the id, or did not decrypt: drop those copies and
+    fetch them from another holder.
+    """
+
+    def __init__(self, message: str, *, missing: tuple[bytes, ...] = (), bad: tuple[bytes, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+        self.bad = tuple(bad)
+
+
+class RecordError(KomradeError):
+    """A signed mutable record (profile, device list, manifest...) was refused; the subclass says why."""
+
+
+class RecordMalformed(RecordError):
+    """The bytes are not a record of a format version we speak (wrong structure, types, or encoding)."""
+
+
+class RecordTooLarge(RecordMalformed):
+    """The record, its salt or its value is larger than a record may be (it must fit one datagram)."""
+
+
+class RecordKeyMismatch(RecordError):
+    """The record is signed by a key whose record key (hash of public key and salt) is not the one asked for."""
+
+
+class RecordForged(RecordError):
+    """The record's signature does not verify under its public key: forged or tampered with."""
+
+
+class RecordExpired(RecordError):
+    """The record has expired, or claims to expire further ahead than the maximum lifetime."""
+
+
+class RecordStale(RecordError):
+    """A record with a higher sequence number is already held: accepting this one would roll the record back."""
+
+
+class RecordConflict(RecordError):
+    """Two different records carry the same key and sequence number; neither replaces the other."""
