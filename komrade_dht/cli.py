@@ -1,4 +1,9 @@
-"""The ``komrade`` command. Every KomradeError becomes one line on stderr and exit code 1, here and only here."""
+"""The ``komrade`` command. Every KomradeError becomes one line on stderr and exit code 1, here and only here.
+
+Everything printed for a person that did not come from this program (names, message text, error details) goes
+through :func:`komrade_dht.text.printable` (or ``printable_block`` for a message body), so text from the network
+cannot move the cursor, erase lines or forge a header. ``--json`` output is exact: JSON escapes on its own.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from .errors import KomradeError
 from .node import KomradeNode
 from .node.bootstrap import PACKAGED_BOOTSTRAP, parse_hostport, read_bootstrap_file
 from .social import Account, Message, inbox, send_dm, sync_inbox
+from .text import printable, printable_block
 
 if TYPE_CHECKING:
     from .api.client import SyncApiClient
@@ -46,17 +52,32 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("komrade", appauthor=False))
 
 
-def read_passphrase(confirm: bool = False) -> str:
-    """From ``KOMRADE_PASSPHRASE``, else asked at the terminal (twice for a new one)."""
+def read_passphrase(confirm: bool = False, name: str = "") -> str:
+    """From ``KOMRADE_PASSPHRASE``, else asked at the terminal. A new one (``confirm``) must pass
+    :func:`komrade_dht.passphrase.check` (wherever it came from) and is asked twice at a terminal."""
     env = os.environ.get("KOMRADE_PASSPHRASE")
     if env:
+        if confirm:
+            require_strong(env, name, " (KOMRADE_PASSPHRASE)")
         return env
     if not sys.stdin.isatty():
         raise KomradeError("no passphrase: set KOMRADE_PASSPHRASE or run this in a terminal")
-    first = getpass.getpass("passphrase: ")
-    if confirm and getpass.getpass("again: ") != first:
-        raise KomradeError("the two passphrases differ")
+    first = getpass.getpass("new passphrase: " if confirm else "passphrase: ")
+    if confirm:
+        require_strong(first, name, "")
+        if getpass.getpass("again: ") != first:
+            raise KomradeError("the two passphrases differ")
     return first
+
+
+def require_strong(passphrase: str, name: str, source: str) -> None:
+    """Refuse a weak new passphrase with one line saying why and what to do."""
+    from .passphrase import MIN_SCORE, check
+
+    result = check(passphrase, name)
+    if not result.ok:
+        raise KomradeError(f"passphrase too weak{source} (strength {result.score}/4, {MIN_SCORE} needed): "
+                           f"{result.hint}")
 
 
 def bootstrap_peers(args: argparse.Namespace) -> list[tuple[str, int]]:
@@ -99,8 +120,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         if not text:
             raise KomradeError("no recovery text: set KOMRADE_RECOVERY or run this in a terminal")
         seed = decode_recovery(text)
-    account = Account.create(args.data_dir, args.name, read_passphrase(confirm=True), width=args.width, seed=seed)
-    print(f"created identity {account.name!r} in {args.data_dir}")
+    passphrase = read_passphrase(confirm=True, name=args.name)
+    account = Account.create(args.data_dir, args.name, passphrase, width=args.width, seed=seed)
+    print(f"created identity \"{printable(account.name)}\" in {printable(str(args.data_dir))}")
     print(account.address.text)
     print(f"fingerprint: {account.fingerprint}")
     account.close()
@@ -113,11 +135,36 @@ def cmd_address(args: argparse.Namespace) -> int:
     print(text)
     print(f"fingerprint: {account.fingerprint}")
     if not args.no_qr:
-        import segno
-
-        segno.make(text, error="m").terminal(compact=True)
+        sys.stdout.write(terminal_qr(text))
     account.close()
     return 0
+
+
+#: 256-colour indexes 16 (#000000) and 231 (#ffffff): fixed in the colour cube, unlike the 16 theme colours.
+QR_DARK, QR_LIGHT = 16, 231
+
+
+def terminal_qr(text: str, border: int = 4) -> str:
+    """``text`` as a QR code for a terminal, two modules per character cell (upper half block), every cell with
+    an explicit foreground and background colour, quiet zone included: black on white whatever the terminal's
+    theme (a code drawn in the default colours comes out inverted on light or on dark backgrounds)."""
+    import segno
+
+    rows = [list(row) for row in segno.make(text, error="m").matrix_iter(scale=1, border=border)]
+    if len(rows) % 2:
+        rows.append([0] * len(rows[0]))  # light: more quiet zone
+    lines = []
+    for top, bottom in zip(rows[::2], rows[1::2]):
+        cells = []
+        previous = None
+        for upper, lower in zip(top, bottom):
+            colours = (QR_DARK if upper else QR_LIGHT, QR_DARK if lower else QR_LIGHT)
+            if colours != previous:
+                cells.append("\033[38;5;%d;48;5;%dm" % colours)
+                previous = colours
+            cells.append("\u2580")  # upper half block: foreground on top, background below
+        lines.append("".join(cells) + "\033[0m\n")
+    return "".join(lines)
 
 
 def cmd_recovery(args: argparse.Namespace) -> int:
@@ -136,10 +183,11 @@ def cmd_contact(args: argparse.Namespace) -> int:
     try:
         if args.contact_cmd == "add":
             contact = account.add_contact(args.address, args.name)
-            print(f"added {contact.name}  [{contact.fingerprint}]")
+            print(f"added [{contact.fingerprint}]  {printable(contact.name)}")
         else:
             for c in account.contacts():
-                print(f"{c.name}  [{c.fingerprint}]{'  verified' if c.verified else ''}\n    {c.address}")
+                verified = "  verified" if c.verified else ""
+                print(f"[{c.fingerprint}]{verified}  {printable(c.name)}\n    {printable(c.address)}")
     finally:
         account.close()
     return 0
@@ -163,9 +211,12 @@ def print_inbox(new: int, messages: Sequence[Message], as_json: bool) -> None:
     if not messages:
         print("no messages")
     for m in messages:
+        # One header line per message, starting at column 0; the body's every line is indented. The fingerprint
+        # and the request mark come before the name, so a name cannot push them off screen or fake them.
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(m.sent_at))
-        tag = "  (request: not in your contacts)" if m.request else ""
-        print(f"{when}  {m.sender_name}  [{m.sender_fingerprint}]{tag}\n    {m.text}")
+        who = (f"request (not in your contacts), calls themself \"{printable(m.sender_name)}\"" if m.request
+               else printable(m.sender_name))
+        print(f"{when}  [{printable(m.sender_fingerprint)}]  {who}\n{printable_block(m.text)}")
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -174,7 +225,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         return asyncio.run(_send(args))
     with api:
         sent = api.send(args.address, args.text)
-    print(f"sent {sent.id}")
+    print(f"sent {printable(sent.id)}")
     return 0
 
 
@@ -278,7 +329,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     config = relay_config(args)
     if args.status:
         status = fetch_status(args.data_dir)
-        print(json.dumps(status) if args.json else format_status(status))
+        print(json.dumps(status) if args.json else "\n".join(map(printable, format_status(status).split("\n"))))
         return 0
     configure_logging(config.log_level, config.log_format)
 
@@ -348,6 +399,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class PrintableFormatter(logging.Formatter):
+    """Formats as ``inner`` does, then escapes what a terminal would act on; a traceback keeps its lines."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(map(printable, self.inner.format(record).split("\n")))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.data_dir_given = args.data_dir is not None
@@ -356,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "node":
         level = min(level, logging.INFO)  # a daemon says what it does; the relay sets up its own logs
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # a log line quoting the network must not drive the terminal
+        handler.setFormatter(PrintableFormatter(handler.formatter))
     commands = {
         "init": cmd_init,
         "address": cmd_address,
@@ -369,11 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except KomradeError as exc:
-        print(f"komrade: error: {exc}", file=sys.stderr)
+        print(f"komrade: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:  # a port in use, an unreadable data directory: the system's words are clear enough
-        print(f"komrade: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
-              file=sys.stderr)
+        print(f"komrade: error: {printable(str(exc.strerror or exc))}"
+              + (f": {printable(str(exc.filename))}" if exc.filename else ""), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -3,13 +3,15 @@
 The keystore's Argon2id slows each guess down, but a passphrase from the top of a cracking list falls anyway. A new
 passphrase is accepted when it has at least :data:`MIN_LENGTH` characters and zxcvbn (Dropbox's estimator, the
 ``zxcvbn`` package) scores it at least :data:`MIN_SCORE` out of 4, counting the identity's name and the word
-"komrade" as known to the attacker. The hint is one sentence for a person, never the passphrase itself.
+"komrade" as known to the attacker, with and without the spaces between its words (the weaker counts). The hint
+is one sentence for a person, never the passphrase itself.
 
 Only a passphrase being *chosen* is checked; opening an existing keystore accepts whatever opens it.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ MIN_SCORE = 3
 _ZXCVBN_MAX = 72
 # zxcvbn keeps the user inputs in a module-level dictionary while it scores: one check at a time.
 _lock = threading.Lock()
+_SEPARATORS = re.compile(r"[\s._\-]+")
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,12 @@ def check(passphrase: str, name: str = "") -> PassphraseCheck:
         return PassphraseCheck(False, 0, f"Choose a passphrase of at least {MIN_LENGTH} characters: "
                                          "a few uncommon words work well.")
     user_inputs = ["komrade", "komrade_dht"] + ([name] + name.split() if name else [])
+    # zxcvbn prices a separator between two words as brute force ("hello world" scores 3, "helloworld" 1), so
+    # the passphrase is also scored without its separators, and the weaker result counts.
+    variants = [text, _SEPARATORS.sub("", text)]
     with _lock:
-        result = _zxcvbn.zxcvbn(text[:_ZXCVBN_MAX], user_inputs=user_inputs)
+        result = min((_zxcvbn.zxcvbn(v[:_ZXCVBN_MAX], user_inputs=user_inputs) for v in variants if v),
+                     key=lambda r: (r["score"], r["guesses"]))
     score = int(result["score"])
     if length < MIN_LENGTH:
         return PassphraseCheck(False, min(score, MIN_SCORE - 1),

@@ -17,7 +17,7 @@ from .support import files_containing
 KOMRADE = [sys.executable, "-m", "komrade_dht"]
 
 
-def run(args: list[str], home: Path, passphrase: str = "correct horse", check: bool = True, **kw) -> subprocess.CompletedProcess:
+def run(args: list[str], home: Path, passphrase: str = "correct horse battery staple", check: bool = True, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, KOMRADE_PASSPHRASE=passphrase)
     proc = subprocess.run(
         KOMRADE + ["--data-dir", str(home), *args], env=env, capture_output=True, text=True, timeout=60, **kw
@@ -57,8 +57,8 @@ def test_dm_story_through_the_cli(tmp_path: Path, relays) -> None:
     procs, addrs = relays
     alice, bob = tmp_path / "alice", tmp_path / "bob"
     assert "komrade1" in run(["init", "--name", "Alice"], alice).stdout
-    run(["init", "--name", "Bob"], bob, passphrase="bob's secret")
-    out = run(["address"], bob, passphrase="bob's secret").stdout.splitlines()
+    run(["init", "--name", "Bob"], bob, passphrase="bob's secret garden")
+    out = run(["address"], bob, passphrase="bob's secret garden").stdout.splitlines()
     bob_address = out[0]
     assert bob_address.startswith("komrade1") and out[1].startswith("fingerprint: ")
     assert any("█" in line or "▀" in line or "▄" in line for line in out[2:]), "a QR code is printed"
@@ -73,7 +73,7 @@ def test_dm_story_through_the_cli(tmp_path: Path, relays) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
 
-    proc = run(["inbox", "--bootstrap", addrs[4], "--json"], bob, passphrase="bob's secret")
+    proc = run(["inbox", "--bootstrap", addrs[4], "--json"], bob, passphrase="bob's secret garden")
     doc = json.loads(proc.stdout)  # exactly one JSON document
     assert doc["new"] == 1
     [message] = doc["messages"]
@@ -82,7 +82,7 @@ def test_dm_story_through_the_cli(tmp_path: Path, relays) -> None:
     assert message["sender_fingerprint"] == alice_fpr
     assert message["request"] is True
 
-    human = run(["inbox", "--bootstrap", addrs[5]], bob, passphrase="bob's secret").stdout
+    human = run(["inbox", "--bootstrap", addrs[5]], bob, passphrase="bob's secret garden").stdout
     assert "Alice" in human and alice_fpr in human and text in human
 
     for proc in procs[2:]:

@@ -45,6 +45,12 @@ def test_the_name_counts_as_known_to_the_attacker() -> None:
     assert weak.score < check(phrase).score
 
 
+@pytest.mark.parametrize("spaced", ["hello world", "Mallory Mallory", "Mallory komrade", "correct horse"])
+def test_a_space_between_common_words_does_not_make_them_strong(spaced: str) -> None:
+    """zxcvbn alone scores "hello world" 3 (the space counts as brute force) and "helloworld" 1."""
+    assert not check(spaced, name="Mallory").ok
+
+
 def test_very_long_passphrases_are_scored_not_refused() -> None:
     assert check("correct horse battery staple " * 10).ok  # zxcvbn alone raises past 72 characters
     assert not check("a" * 200).ok
