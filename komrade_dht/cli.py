@@ -332,6 +332,9 @@ def cmd_relay(args: argparse.Namespace) -> int:
         print(json.dumps(status) if args.json else "\n".join(map(printable, format_status(status).split("\n"))))
         return 0
     configure_logging(config.log_level, config.log_format)
+    if config.log_format != "json":  # JSON lines escape on their own
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(PrintableFormatter(handler.formatter))
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -237,3 +237,21 @@ def test_address_qr_scans_on_dark_and_light_terminals(tmp_path: Path) -> None:
         assert scan(render(qr, theme, explicit)) == [address], theme
         assert explicit and all(explicit), "every cell, quiet zone included, sets both of its colours"
     assert all(line.endswith("\x1b[0m") for line in qr), "colours are reset at each line's end"
+
+
+def test_log_lines_are_escaped_but_tracebacks_keep_their_lines() -> None:
+    import logging
+
+    from komrade_dht.cli import PrintableFormatter
+
+    formatter = PrintableFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    record = logging.LogRecord("komrade", logging.WARNING, __file__, 1, "peer said %s", ("hi\x1b[2J\u202e",), None)
+    assert formatter.format(record) == "WARNING peer said hi\\x1b[2J\\u202e"
+    try:
+        raise ValueError("boom\x1b[1A")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    text = formatter.format(record)
+    assert text.count("\n") >= 2 and "boom\\x1b[1A" in text and not unsafe_chars(text)
