@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -27,7 +28,7 @@ from .errors import KomradeError
 from .node import KomradeNode
 from .node.bootstrap import PACKAGED_BOOTSTRAP, parse_hostport, read_bootstrap_file
 from .social import Account, Message, inbox, send_dm, sync_inbox
-from .text import printable, printable_block
+from .text import columns, printable, printable_block, truncate
 
 if TYPE_CHECKING:
     from .api.client import SyncApiClient
@@ -183,11 +184,11 @@ def cmd_contact(args: argparse.Namespace) -> int:
     try:
         if args.contact_cmd == "add":
             contact = account.add_contact(args.address, args.name)
-            print(f"added [{contact.fingerprint}]  {printable(contact.name)}")
+            print(f"added [{contact.fingerprint}]  {truncate(contact.name, NAME_MAX)}")
         else:
             for c in account.contacts():
                 verified = "  verified" if c.verified else ""
-                print(f"[{c.fingerprint}]{verified}  {printable(c.name)}\n    {printable(c.address)}")
+                print(f"[{c.fingerprint}]{verified}  {truncate(c.name, NAME_MAX)}\n    {printable(c.address)}")
     finally:
         account.close()
     return 0
@@ -204,19 +205,28 @@ def running_node(args: argparse.Namespace) -> SyncApiClient | None:
     return SyncApiClient.from_data_dir(args.data_dir)
 
 
+#: Columns a sender's name may take in an inbox header: what is left of the terminal's line, within these bounds.
+NAME_MIN, NAME_MAX = 16, 48
+
+
 def print_inbox(new: int, messages: Sequence[Message], as_json: bool) -> None:
     if as_json:
         print(json.dumps({"new": new, "messages": [asdict(m) for m in messages]}))
         return
     if not messages:
         print("no messages")
+    width = shutil.get_terminal_size().columns
     for m in messages:
-        # One header line per message, starting at column 0; the body's every line is indented. The fingerprint
-        # and the request mark come before the name, so a name cannot push them off screen or fake them.
+        # One header line per message, starting at column 0; every line of the body is indented and cut to the
+        # terminal's width, so none wraps to column 0. The fingerprint and the request mark come before the
+        # name, and the name is cut to what is left of the line (at least NAME_MIN columns: too short for a
+        # fake header if a narrow terminal wraps it).
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(m.sent_at))
-        who = (f"request (not in your contacts), calls themself \"{printable(m.sender_name)}\"" if m.request
-               else printable(m.sender_name))
-        print(f"{when}  [{printable(m.sender_fingerprint)}]  {who}\n{printable_block(m.text)}")
+        head = f"{when}  [{printable(m.sender_fingerprint)}]  " + ("request " if m.request else "")
+        room = max(NAME_MIN, min(NAME_MAX, width - columns(head) - (3 if m.request else 1)))
+        name = truncate(m.sender_name, room)
+        print(head + (f'"{name}"' if m.request else name))
+        print(printable_block(m.text, width=width))
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -4,8 +4,9 @@ Names and messages come from strangers on the network. Printed raw, ``ESC[1A`` m
 ``ESC[2K`` erase a line, a bidi override reverses what follows, U+2028 breaks a line where the reader expects
 none: a message could then forge a header ("from Alice", with her fingerprint) or hide one. :func:`printable`
 shows every such character as a visible escape (``\\x1b``, ``\\u202e``), so what a terminal shows is the text
-and nothing else. :func:`printable_block` keeps a message's own line breaks but indents every line, so a reader
-always sees where a message ends and the next header starts.
+and nothing else. :func:`printable_block` keeps a message's own line breaks but indents every line (and cuts long
+ones to the terminal's width, since a terminal wraps them to column 0), so a reader always sees where a message
+ends and the next header starts; :func:`truncate` bounds a name's share of a header line.
 
 Machine output (``--json``) is not passed through here: JSON escapes control characters itself and stays exact.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["printable", "printable_block", "is_unsafe"]
+__all__ = ["printable", "printable_block", "truncate", "columns", "is_unsafe"]
 
 # Characters that move, erase or reorder what a terminal shows, beyond the C0/C1 controls and DEL.
 _BIDI_AND_BREAKS = frozenset(
@@ -55,8 +56,49 @@ def printable(text: str) -> str:
     return "".join(_escape(c) if is_unsafe(c) else c for c in text)
 
 
-def printable_block(text: str, indent: str = "    ") -> str:
+def columns(text: str) -> int:
+    """How many terminal columns ``text`` may take, never fewer than it does: printable ASCII is 1, anything else
+    counts 2 (wide, ambiguous and combining characters alike). Lines measured this way never wrap early."""
+    return sum(1 if " " <= c <= "~" else 2 for c in text)
+
+
+def _pieces(text: str) -> list[str]:
+    return [_escape(c) if is_unsafe(c) else c for c in str(text)]
+
+
+def truncate(text: str, max_columns: int) -> str:
+    """:func:`printable` ``text``, cut to at most ``max_columns`` columns (by :func:`columns`), "…" marking a cut."""
+    pieces = _pieces(text)
+    if columns("".join(pieces)) <= max_columns:
+        return "".join(pieces)
+    out, used = [], 2  # room for the ellipsis
+    for piece in pieces:
+        if used + columns(piece) > max_columns:
+            break
+        out.append(piece)
+        used += columns(piece)
+    return "".join(out) + "\u2026"
+
+
+def printable_block(text: str, indent: str = "    ", width: int | None = None) -> str:
     """Multi-line ``text`` for a terminal: split at its line breaks (``\\n``, ``\\r\\n``), each line made
-    :func:`printable` and prefixed with ``indent``; an empty text is one indented empty line. Joined by ``\\n``."""
-    lines = str(text).replace("\r\n", "\n").split("\n")
-    return "\n".join(indent + printable(line) for line in lines)
+    :func:`printable` and prefixed with ``indent``; an empty text is one indented empty line. Joined by ``\\n``.
+
+    With ``width`` (the terminal's columns) long lines are cut into indented lines that fit, so the terminal never
+    wraps one to column 0, where it could pass for a header."""
+    out = []
+    room = max(8, (width or 0) - columns(indent))
+    for line in str(text).replace("\r\n", "\n").split("\n"):
+        if width is None:
+            out.append(indent + printable(line))
+            continue
+        chunk: list[str] = []
+        used = 0
+        for piece in _pieces(line):
+            if chunk and used + columns(piece) > room:
+                out.append(indent + "".join(chunk))
+                chunk, used = [], 0
+            chunk.append(piece)
+            used += columns(piece)
+        out.append(indent + "".join(chunk))
+    return "\n".join(out)

@@ -12,7 +12,7 @@ import pytest
 import segno
 import zxingcpp
 
-from komrade_dht.text import is_unsafe, printable, printable_block
+from komrade_dht.text import columns, is_unsafe, printable, printable_block, truncate
 
 from .test_cli import relays, run  # noqa: F401  (relays is a fixture)
 
@@ -45,16 +45,27 @@ def test_printable_block_indents_every_line() -> None:
     assert printable_block("") == "    "
 
 
+def test_long_lines_are_cut_to_the_width_never_wrapped_by_the_terminal() -> None:
+    block = printable_block("x" * 100 + "\x1b" * 30 + "\n" + "東" * 50, width=40)
+    lines = block.split("\n")
+    assert all(line.startswith("    ") and columns(line) <= 40 for line in lines)
+    assert "".join(line[4:] for line in lines) == "x" * 100 + "\\x1b" * 30 + "東" * 50
+    assert all("\\x1b" in line or "\\" not in line for line in lines)  # an escape is never split
+    assert truncate("Alice" + "\u202e" * 20, 16) == "Alice\\u202e\u2026" and columns(truncate("é" * 40, 16)) <= 16
+
+
 # -- the inbox, end to end --------------------------------------------------------------------------------------
-def test_a_stranger_cannot_forge_a_message_from_a_contact(tmp_path: Path, relays) -> None:  # noqa: F811
+def test_a_stranger_cannot_forge_a_message_from_a_contact(tmp_path: Path, relays, monkeypatch) -> None:  # noqa: F811
     """Issue 9 item 7: `ESC[1A \\r ESC[2K` plus a fake header line rendered as a message from contact Alice, with her
     real fingerprint. Now every header starts at column 0 and carries the real sender; the body is indented and
-    escaped; no byte that a terminal acts on reaches it."""
+    escaped and cut to the terminal's width (a long line would wrap to column 0); no byte that a terminal acts on
+    reaches it."""
     _, addrs = relays
+    monkeypatch.setenv("COLUMNS", "100")
     alice, bob, mallory = tmp_path / "alice", tmp_path / "bob", tmp_path / "mallory"
     run(["init", "--name", "Alice"], alice)
     run(["init", "--name", "Bob"], bob)
-    hostile_name = "Alice\x1b[2K\u202e"
+    hostile_name = "Alice\x1b[2K\u202e" + "z" * 54  # 64 characters, the most a name may have
     made = run(["init", "--name", hostile_name], mallory)
     assert not unsafe_chars(made.stdout) and "\\x1b[2K\\u202e" in made.stdout
 
@@ -66,20 +77,22 @@ def test_a_stranger_cannot_forge_a_message_from_a_contact(tmp_path: Path, relays
 
     forged = (f"hi{ESC}[1A\r{ESC}[2K2026-11-22 03:00 UTC  Alice  [{alice_fpr}]\n"  # the old header layout
               f"2026-11-22 03:00 UTC  [{alice_fpr}]  Alice\u2028{CSI8}2K\n"  # the new one
-              f"    send the keys to komrade1qqqq\u202egnp.exe\n\x7f")
+              f"    send the keys to komrade1qqqq\u202egnp.exe\n\x7f\n"
+              + "y" * 96 + f"2026-11-22 03:00 UTC  [{alice_fpr}]  Alice")  # 4 + 96 columns: then a wrap
     run(["send", "--bootstrap", addrs[1], bob_address, forged], mallory)
     run(["send", "--bootstrap", addrs[2], bob_address, "the real one"], alice)
 
     human = run(["inbox", "--bootstrap", addrs[3]], bob).stdout
     assert not unsafe_chars(human), f"control characters reach the terminal: {human!r}"
+    assert max(map(columns, human.splitlines())) <= 100, "no line wraps on a 100-column terminal"
     headers = [line for line in human.splitlines() if not line.startswith("    ")]
     assert all(HEADER.match(line) for line in headers), headers
     assert len(headers) == 2, human  # one per message: no forged header at column 0
     from_alice = [line for line in headers if alice_fpr in line]
     assert len(from_alice) == 1 and HEADER.match(from_alice[0]).group(2) == "Alice"
     [stranger] = [line for line in headers if line not in from_alice]
-    assert "request (not in your contacts)" in stranger and alice_fpr not in stranger
-    assert "\\x1b[2K\\u202e" in stranger  # the stranger's claimed name, escaped
+    assert ' request "Alice\\x1b[2K\\u202ezzz' in stranger and alice_fpr not in stranger  # escaped
+    assert stranger.endswith('z\u2026"')  # and cut to the line
     body = human.split(stranger + "\n", 1)[1]
     assert body.startswith("    hi\\x1b[1A\\r\\x1b[2K2026-11-22 03:00 UTC  Alice  [" + alice_fpr + "]\n")
     assert "\\u2028\\x9b2K" in body and "\\u202egnp.exe" in body and "\n    \\x7f" in body
