@@ -9,9 +9,14 @@ from typing import Any, Awaitable, Callable
 
 from nacl import pwhash
 
+from komrade_dht import envelope as env
+
 from komrade_dht.node import KomradeNode, NodeConfig
 from komrade_dht.social import Account
 from komrade_dht.storage import Store
+
+#: Proof of work tests mint with: ~30 Argon2id trials of 8 KiB (about a millisecond), the same on every node.
+CHEAP_POW = env.PowParams(trials_per_byte=0.001, memlimit=8192)
 
 #: Cheap Argon2id limits, so tests spend their time on the network and not on key stretching.
 FAST_KDF = dict(opslimit=pwhash.argon2id.OPSLIMIT_MIN, memlimit=pwhash.argon2id.MEMLIMIT_MIN)

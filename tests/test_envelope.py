@@ -18,7 +18,9 @@ NOW = 1_800_000_000
 ALICE, BOB, EVE = Identity.generate(), Identity.generate(), Identity.generate()
 
 
-CHEAP = env.PowParams(trials_per_byte=0.01)
+from .support import CHEAP_POW
+
+CHEAP = CHEAP_POW
 
 
 def sealed(body: bytes = b"hello", **kw) -> bytes:

@@ -13,9 +13,9 @@ from komrade_dht.node import KomradeNode, NodeConfig
 from komrade_dht.social import inbox, send_dm, sync_inbox
 from komrade_dht.storage import Store
 
-from .support import account, shutdown, client, start_relays, wait_for
+from .support import CHEAP_POW, account, shutdown, client, start_relays, wait_for
 
-CHEAP = env.PowParams(trials_per_byte=0.01)
+CHEAP = CHEAP_POW
 
 
 def lossy(node: KomradeNode, loss: float, rng: random.Random) -> None:
@@ -154,7 +154,7 @@ def test_partition_heals_and_both_sides_converge(tmp_path: Path) -> None:
         try:
             # each side receives an envelope the other side never sees
             for side in (relays[0], relays[6]):
-                data = env.seal(account_identity(), account_identity().public, os.urandom(40), pow=CHEAP)
+                data = env.seal(account_identity(), account_identity().public, os.urandom(40), pow=CHEAP, slot=slot)
                 await side.publish(slot, data)
             def views() -> list[frozenset]:
                 return [frozenset(r.protocol.slot_ids(slot)) for r in relays if r.protocol.is_close_to(slot)]

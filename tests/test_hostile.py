@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from komrade_dht import envelope as env
@@ -20,14 +21,14 @@ from komrade_dht.storage import Store, StoreLimits
 
 from fuzz.strategies import datagrams
 
-from .support import wait_for
+from .support import CHEAP_POW, wait_for
 
-CHEAP = env.PowParams(trials_per_byte=0.01)
+CHEAP = CHEAP_POW
 ALICE, BOB = Identity.generate(), Identity.generate()
 
 
-def envelope(body: bytes = b"x", ttl: int = 600, pow: env.PowParams = CHEAP) -> bytes:
-    return env.seal(ALICE, BOB.public, body, ttl=ttl, pow=pow)
+def envelope(body: bytes = b"x", ttl: int = 600, pow: env.PowParams = CHEAP, slot: bytes = env.NO_SLOT) -> bytes:
+    return env.seal(ALICE, BOB.public, body, ttl=ttl, pow=pow, slot=slot)
 
 
 def test_fuzzed_datagrams_never_hurt_a_live_node(tmp_path: Path) -> None:
@@ -74,15 +75,19 @@ def test_envelopes_without_enough_work_are_refused(tmp_path: Path) -> None:
         addr = await relay.listen(0, "127.0.0.1")
         await peer.listen(0, "127.0.0.1")
         try:
-            lazy = envelope(pow=env.PowParams(trials_per_byte=0.0))  # no work at all
-            assert not env.check_pow(lazy, env.PowParams()) or env.pow_value(lazy) == 0
-            ok, reply = await peer.protocol.call(addr, "append", os.urandom(20), lazy)
+            slot = os.urandom(20)
+            lazy = envelope(pow=env.PowParams(trials_per_byte=0.0), slot=slot)  # no work at all
+            assert not env.check_pow(lazy, env.PowParams(), slot)
+            ok, reply = await peer.protocol.call(addr, "append", slot, lazy)
             assert (ok, reply) == (False, "insufficient_work")
             ok, reply = await peer.protocol.call(addr, "store", env.envelope_id(lazy), lazy)
             assert (ok, reply) == (False, "insufficient_work")
-            worked = envelope(pow=env.PowParams())
-            ok, reply = await peer.protocol.call(addr, "append", os.urandom(20), worked)
+            worked = envelope(pow=env.PowParams(), slot=slot)
+            ok, reply = await peer.protocol.call(addr, "append", slot, worked)
             assert (ok, reply) == (True, True)
+            # The work binds the slot: the same envelope appended to another slot is refused.
+            ok, reply = await peer.protocol.call(addr, "append", os.urandom(20), worked)
+            assert (ok, reply) == (False, "insufficient_work")
         finally:
             await peer.stop_async()
             await relay.stop_async()
@@ -94,11 +99,14 @@ def test_pow_target_grows_with_size_and_lifetime() -> None:
     params = env.PowParams()
     assert params.target(1024, 86400) < params.target(512, 86400)
     assert params.target(512, 30 * 86400) < params.target(512, 86400)
-    data = envelope(pow=params)
-    assert env.check_pow(data, params)
+    assert params.target(512, 2 * 86400, headers=8) * 8 == pytest.approx(params.target(512, 2 * 86400), rel=1e-6)
+    assert params.target(256, 60) == params.target(256, 86400), "short lifetimes are priced as one day"
+    slot = os.urandom(20)
+    data = envelope(pow=params, slot=slot)
+    assert env.check_pow(data, params, slot)
     # Changing any byte invalidates the work (with overwhelming probability), so work cannot be reused.
     tampered = data[:-1] + bytes([data[-1] ^ 1])
-    assert env.pow_value(tampered) != env.pow_value(data)
+    assert env.pow_value(tampered, slot) != env.pow_value(data, slot)
 
 
 def test_one_flooding_peer_cannot_fill_the_relay_and_honest_writes_still_land(tmp_path: Path) -> None:
@@ -110,17 +118,17 @@ def test_one_flooding_peer_cannot_fill_the_relay_and_honest_writes_still_land(tm
         addr = await relay.listen(0, "127.0.0.1")
         await attacker.listen(0, "127.0.0.1")
         await honest.listen(0, "127.0.0.1")
-        flood = [envelope(os.urandom(300)) for _ in range(400)]  # 400 x 1024 bytes: 400 KB of valid envelopes
+        slot = os.urandom(20)
+        flood = [envelope(os.urandom(300), slot=slot) for _ in range(400)]  # 400 x 1024 bytes of valid envelopes
         try:
-            replies = await asyncio.gather(
-                *(attacker.protocol.call(addr, "append", os.urandom(20), e) for e in flood)
-            )
+            replies = await asyncio.gather(*(attacker.protocol.call(addr, "append", slot, e) for e in flood))
             accepted = sum(1 for ok, _ in replies if ok)
             refused = [r for ok, r in replies if not ok]
             assert accepted * 1024 <= 64 * 1024 + 8 * 1024 * 5, f"{accepted} floods accepted"
             assert refused and set(refused) <= {"write_rate_limited", None}
             assert relay.store.stats().bytes < 1 * 2**20
-            ok, reply = await honest.protocol.call(addr, "append", os.urandom(20), envelope(b"honest"))
+            other = os.urandom(20)
+            ok, reply = await honest.protocol.call(addr, "append", other, envelope(b"honest", slot=other))
             assert (ok, reply) == (True, True), "an honest peer's write still gets through"
         finally:
             for n in (attacker, honest, relay):
@@ -172,7 +180,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_append(tmp_path: Path) -> None
         await client.listen(0, "127.0.0.1")
         slot = os.urandom(20)
         acked: list[bytes] = []
-        pending = [envelope(os.urandom(100), pow=env.PowParams()) for _ in range(150)]
+        pending = [envelope(os.urandom(100), pow=env.PowParams(), slot=slot) for _ in range(150)]
 
         async def stream() -> None:
             for data in pending:
@@ -226,7 +234,7 @@ def test_corrupt_relay_database_is_a_clear_error_never_an_empty_start(tmp_path: 
 
 def test_corrupt_keystore_is_a_clear_error(tmp_path: Path) -> None:
     home = tmp_path / "me"
-    env_vars = dict(os.environ, KOMRADE_PASSPHRASE="pw")
+    env_vars = dict(os.environ, KOMRADE_PASSPHRASE="correct horse battery staple")
     run = lambda *a: subprocess.run([sys.executable, "-m", "komrade_dht", "--data-dir", str(home), *a],
                                     capture_output=True, text=True, timeout=30, env=env_vars)
     assert run("init", "--name", "Me").returncode == 0

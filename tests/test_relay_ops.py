@@ -116,12 +116,12 @@ async def publish_until_stopped(proc: subprocess.Popen, addr: tuple[str, int]) -
 
     async def traffic(worker: int) -> None:
         for i in range(5000):
-            data = seal(sender, recipient, f"envelope {worker}.{i}".encode(), ttl=3600)
             slot = os.urandom(20)
+            data = await asyncio.to_thread(seal, sender, recipient, f"envelope {worker}.{i}".encode(), ttl=3600, slot=slot)
             try:
                 acks = await node.publish(slot, data)
             except NetworkError:
-                assert signalled.is_set(), "the relay refused an envelope before it was told to stop"
+                assert signalled.is_set(), f"the relay refused an envelope before it was told to stop {dict(node.protocol.counters)}"
                 return
             if acks:
                 acked.append(envelope_id(data))
@@ -221,8 +221,9 @@ def test_peer_cap_holds_and_metrics_are_prometheus_text(tmp_path: Path) -> None:
             client = KomradeNode(None, config=NodeConfig(ksize=4))
             await client.listen(0, "127.0.0.1")
             assert await client.bootstrap([relay.node.address])
-            data = seal(Identity.generate(), Identity.generate().public, b"capped", ttl=600)
-            assert await client.publish(os.urandom(20), data) >= 1
+            slot = os.urandom(20)
+            data = seal(Identity.generate(), Identity.generate().public, b"capped", ttl=600, slot=slot)
+            assert await client.publish(slot, data) >= 1
             text = relay.metrics()
             lines = text.splitlines()
             assert all(PROMETHEUS_LINE.match(line) for line in lines if not line.startswith("#")), text

@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Sequence, TypeVar
+
+from ..storage import ids_digest
 
 T = TypeVar("T")
 
@@ -68,8 +69,5 @@ def pick(peers: Sequence[T], count: int, rng: random.Random | None = None) -> li
 
 
 def slot_digest(ids: Iterable[bytes]) -> bytes:
-    """An order-independent 16-byte digest of a set of ids: equal sets, equal digests."""
-    acc = 0
-    for key in set(ids):
-        acc ^= int.from_bytes(hashlib.blake2b(key, digest_size=16).digest(), "big")
-    return acc.to_bytes(16, "big")
+    """An order-independent 16-byte digest of a set of ids: equal sets, equal digests (the store keeps it per slot)."""
+    return ids_digest(ids)

@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import hmac
+import ipaddress
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any, Awaitable, Callable
 
 from kademlia.node import Node
@@ -38,18 +39,30 @@ from .. import gossip
 from ..errors import EnvelopeError, QuotaExceeded
 from ..storage import Store
 from . import wire
-from .ratelimit import PeerLimiter, RateLimits
+from .ratelimit import PeerLimiter, RateLimits, TokenBuckets
 
 log = logging.getLogger(__name__)
 
 #: How many bytes a request pads itself to, by method, so that its reply fits the 3x rule.
-PAD_TO = {"find_node": 300, "find_value": 380, "get_blob": 380, "slot_page": 380}
+PAD_TO = {"find_node": 300, "find_value": 380, "get_blob": 380, "slot_page": 380, "get_heads": 420}
 #: Consecutive timeouts after which a peer is dropped from the routing table and skipped for the quiet period.
 FAILURES_TO_EVICT = 2
 #: Retransmissions of an unanswered request within its timeout.
 RETRANSMITS = 2
 #: At most this many slot entries handed to one newcomer.
 HANDOFF_LIMIT = 256
+#: Slots examined between two yields to the event loop during a hand-off scan (keeps pings answered fast).
+HANDOFF_CHUNK = 64
+#: Seconds between two hand-off scans (newcomers that answered meanwhile are handled together).
+HANDOFF_INTERVAL = 1.0
+#: A source that added fewer entries than this to a slot may use the slot's reserve when the slot is full.
+LIGHT_ENTRIES = 16
+#: Entries beyond a slot's quota kept for light sources (so junk from a few sources cannot lock honest senders out).
+SLOT_RESERVE = 2000
+#: One source may add at most 1/SOURCE_SHARE of a slot's quota.
+SOURCE_SHARE = 4
+#: Verification pings to newcomers we send per second at most (and burst), whoever asks.
+VERIFY_RATE, VERIFY_BURST = 20.0, 50.0
 
 
 class RateLimitedLog:
@@ -132,6 +145,14 @@ class KomradeProtocol(KademliaProtocol):
         # consecutive timeouts per address, and when the last one was: (count, monotonic time)
         self._failures: dict[tuple[str, int], tuple[int, float]] = {}
         self._outstanding: dict[bytes, tuple[asyncio.Future[Any], list[asyncio.TimerHandle], tuple[str, int]]] = {}
+        #: entries each source added per slot (memory only, bounded): the fair share of a slot's quota
+        self._slot_sources: OrderedDict[bytes, Counter[str]] = OrderedDict()
+        #: addresses we are checking with a ping before they may enter the routing table
+        self._verifying: set[tuple[str, int]] = set()
+        self._verify_budget = TokenBuckets(VERIFY_RATE, VERIFY_BURST, 1)
+        #: newcomers that answered us, waiting for the next hand-off scan
+        self._newcomers: dict[bytes, Node] = {}
+        self._handoff_task: asyncio.Task[Any] | None = None
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping,
             "find_node": self.rpc_find_node,
@@ -143,6 +164,7 @@ class KomradeProtocol(KademliaProtocol):
             "burn": self.rpc_burn,
             "gossip": self.rpc_gossip,
             "slot_digest": self.rpc_slot_digest,
+            "get_heads": self.rpc_get_heads,
         }
 
     # -- tasks -------------------------------------------------------------------------------------------
@@ -270,8 +292,11 @@ class KomradeProtocol(KademliaProtocol):
         if not entry[0].done():
             entry[0].set_result((False, None))
 
-    async def call(self, addr: tuple[str, int], method: str, *args: Any) -> tuple[bool, Any]:
-        """Call ``method`` on the node at ``addr``; (True, value) on success, (False, error code or None) otherwise."""
+    async def call(
+        self, addr: tuple[str, int], method: str, *args: Any, retransmit: bool = True
+    ) -> tuple[bool, Any]:
+        """Call ``method`` on the node at ``addr``; (True, value) on success, (False, error code or None) otherwise.
+        ``retransmit=False`` sends one datagram only (to addresses that have not yet shown they are a node)."""
         if self.transport is None or self.transport.is_closing():
             return False, "closed"
         if self.is_silent((addr[0], addr[1])):
@@ -285,7 +310,10 @@ class KomradeProtocol(KademliaProtocol):
         # Retransmit the same datagram (same id: every RPC is idempotent) twice within the timeout, so one lost
         # datagram costs a third of a timeout instead of the whole call.
         step = self._wait_timeout / (RETRANSMITS + 1)
-        timers = [loop.call_later(step * (i + 1), self._retransmit, msg_id, data, addr) for i in range(RETRANSMITS)]
+        timers = [
+            loop.call_later(step * (i + 1), self._retransmit, msg_id, data, addr)
+            for i in range(RETRANSMITS if retransmit else 0)
+        ]
         timers.append(loop.call_later(self._wait_timeout, self._timeout, msg_id))
         self._outstanding[msg_id] = (future, timers, (addr[0], addr[1]))
         self._send(data, addr)
@@ -299,7 +327,7 @@ class KomradeProtocol(KademliaProtocol):
         if msg.sender_id is not None:
             if msg.sender_id == self.source_node.id:
                 return False, "same_node_id"
-            self.welcome_if_new(Node(msg.sender_id, addr[0], addr[1]))
+            self._consider(Node(msg.sender_id, addr[0], addr[1]))
         budget = min(wire.MAX_DATAGRAM, wire.AMPLIFICATION * msg.size)
         return self._handlers[msg.method](addr, *msg.args, budget=budget)
 
@@ -331,9 +359,12 @@ class KomradeProtocol(KademliaProtocol):
     def rpc_get_blob(self, sender: tuple[str, int], key: bytes, *, budget: int) -> tuple[bool, Any]:
         return True, self.store.get_blob(key) if self.store is not None else None
 
-    def _accept_envelope(self, sender: tuple[str, int], key: bytes | None, data: bytes) -> str | None:
+    def _accept_envelope(
+        self, sender: tuple[str, int], key: bytes | None, data: bytes, slot: bytes
+    ) -> str | None:
         """Why we refuse to hold ``data`` for ``key`` (an error code), or None if we take it. Cheap checks first.
-        ``key`` None: a gossiped copy, which any node may hold (no closeness check)."""
+        ``key`` None: a gossiped copy, which any node may hold (no closeness check). ``slot``: what the proof of
+        work must be bound to (NO_SLOT for a blob stored under its id only)."""
         if self.store is None or self.read_only:
             return "read_only"
         try:
@@ -344,7 +375,7 @@ class KomradeProtocol(KademliaProtocol):
             return "not_close"
         if env.envelope_id(data) in self.burned:
             return "burned"
-        if not env.check_pow(data, self.pow):
+        if not env.check_pow(data, self.pow, slot):
             return "insufficient_work"
         if not self.limiter.allow_write(sender, len(data), time.monotonic()):
             return "write_rate_limited"
@@ -352,8 +383,9 @@ class KomradeProtocol(KademliaProtocol):
 
     def _hold(self, sender: tuple[str, int], value: bytes, *, slot: bytes | None, near: bytes | None) -> str | None:
         """Validate and keep an envelope (in ``slot``, or only under its id); an error code if refused. The ack
-        that follows is sent after the store committed it."""
-        refusal = self._accept_envelope(sender, near, value)
+        that follows is sent after the store committed it. A slot's quota is shared among sources: one source may
+        fill at most 1/SOURCE_SHARE of it, and sources that added little may use a reserve beyond it."""
+        refusal = self._accept_envelope(sender, near, value, env.NO_SLOT if slot is None else slot)
         if refusal:
             return refusal
         assert self.store is not None
@@ -362,11 +394,25 @@ class KomradeProtocol(KademliaProtocol):
             if slot is None:
                 self.store.put_blob(env.envelope_id(value), value, expires_at)
             else:
-                self.store.append(slot, value, expires_at)
+                source = source_key(sender)
+                counts = self._slot_sources.get(slot)
+                added = counts[source] if counts is not None else 0
+                if added >= self.store.limits.max_entries_per_slot // SOURCE_SHARE:
+                    return "slot_share"
+                reserve = SLOT_RESERVE if added < LIGHT_ENTRIES else 0
+                if self.store.append(slot, value, expires_at, reserve=reserve):
+                    self._count_source(slot, source)
         except QuotaExceeded:
             return "quota"
         self.seen.add(env.envelope_id(value))
         return None
+
+    def _count_source(self, slot: bytes, source: str) -> None:
+        counts = self._slot_sources.pop(slot, None) or Counter()
+        counts[source] += 1
+        self._slot_sources[slot] = counts
+        if len(self._slot_sources) > 10_000:
+            self._slot_sources.popitem(last=False)
 
     def rpc_store(self, sender: tuple[str, int], key: bytes, value: bytes, *, budget: int) -> tuple[bool, Any]:
         if env.envelope_id(value) != key:
@@ -390,6 +436,7 @@ class KomradeProtocol(KademliaProtocol):
         if refusal:
             return False, refusal
         self.counters["gossip_accepted"] += 1
+        hops = min(hops, self.gossip.hops)  # a peer cannot buy a wider flood than our own configuration
         if hops > 0:
             self.forward(slot, value, hops - 1, exclude=sender)
         return True, True
@@ -405,9 +452,27 @@ class KomradeProtocol(KademliaProtocol):
         return len(peers)
 
     def rpc_slot_digest(self, sender: tuple[str, int], slot: bytes, *, budget: int) -> tuple[bool, Any]:
-        """How many entries we hold for ``slot`` and an order-free digest of their ids (anti-entropy's probe)."""
-        ids = self.slot_ids(slot)
-        return True, [len(ids), gossip.slot_digest(ids)]
+        """How many entries we hold for ``slot`` and an order-free digest of their ids (anti-entropy's probe).
+        Kept by the store incrementally: the answer costs the same whatever the slot's size."""
+        if self.store is None:
+            return True, [0, bytes(16)]
+        count, digest = self.store.slot_digest(slot)
+        return True, [count, digest]
+
+    def rpc_get_heads(self, sender: tuple[str, int], ids: list[bytes], *, budget: int) -> tuple[bool, Any]:
+        """The heads (fixed fields and recipient headers) of the envelopes ``ids``, in order, nil where we hold
+        none; as many as fit the reply budget (a reader asks again for the rest)."""
+        heads: list[bytes | None] = []
+        size = 1 + 21 + 8
+        for key in ids:
+            data = self.store.get_blob(key) if self.store is not None else None
+            item = env.head(data) if data is not None else None
+            cost = 3 + (len(item) if item is not None else 0)
+            if size + cost > budget:
+                break
+            size += cost
+            heads.append(item)
+        return True, heads
 
     def slot_ids(self, slot: bytes) -> list[bytes]:
         """Every live id we hold in ``slot``."""
@@ -451,8 +516,37 @@ class KomradeProtocol(KademliaProtocol):
         return len(closer) < self.router.ksize
 
     # -- routing -----------------------------------------------------------------------------------------
+    def _consider(self, node: Node) -> None:
+        """A request named ``node`` as its sender. A contact we know is refreshed; a new one enters the routing
+        table only after it answers one ping from us (one datagram, rate-limited), so a forged sender address
+        never draws traffic (lookups, digests, hand-offs) to a victim."""
+        addr = (node.ip, node.port)
+        if self._by_addr.get(addr) == node.id and not self.router.is_new_node(node):
+            self.router.add_contact(node)
+            return
+        if addr in self._verifying or len(self._verifying) >= 256:
+            return
+        if self.max_contacts and self.contact_count() >= self.max_contacts and not self._room_possible(node):
+            return
+        if not self._verify_budget.take(None, time.monotonic()):
+            self.counters["verify_rate_limited"] += 1
+            return
+        self._verifying.add(addr)
+        self.counters["verify_ping"] += 1
+
+        async def verify() -> None:
+            try:
+                ok, value = await self.call(addr, "ping", retransmit=False)
+                if ok and value == node.id:
+                    self.welcome_if_new(node)
+            finally:
+                self._verifying.discard(addr)
+
+        self.spawn(verify())
+
     def welcome_if_new(self, node: Node) -> None:
-        """Add ``node`` to the table; if it is new and closer than us to slots we hold, hand those slots over."""
+        """Add ``node`` (which answered us) to the table; if it is new, queue it for the hand-off of slots it
+        should hold (Kademlia section 2.5)."""
         addr = (node.ip, node.port)
         previous = self._by_addr.get(addr)
         if previous is not None and previous != node.id:
@@ -466,29 +560,52 @@ class KomradeProtocol(KademliaProtocol):
             self.counters["contact_refused_cap"] += 1
             return
         self._by_addr[addr] = node.id
-        slots = self._slots_to_hand_off(node) if self.store is not None else []
         self.router.add_contact(node)
-        if slots:
-            self.spawn(self._hand_off(node, slots))
+        if self.store is not None and len(self._newcomers) < 256:
+            self._newcomers[node.id] = node
+            if self._handoff_task is None or self._handoff_task.done():
+                self._handoff_task = self.spawn(self._hand_off_worker())
 
-    def _slots_to_hand_off(self, node: Node) -> list[bytes]:
-        """Kademlia section 2.5, decided before the newcomer is in our table: the slots for which it is among the
-        k closest we know and we are the closest holder. Slot ids are used as they are (kademlia re-hashes keys)."""
+    async def _hand_off_worker(self) -> None:
+        """One scan at a time, at most one per HANDOFF_INTERVAL, yielding to the loop every HANDOFF_CHUNK slots."""
+        while self._newcomers:
+            batch, self._newcomers = self._newcomers, {}
+            plan = await self._slots_to_hand_off(list(batch.values()))
+            for node, slots in plan.items():
+                if slots:
+                    self.spawn(self._hand_off(node, slots))
+            await asyncio.sleep(HANDOFF_INTERVAL)
+
+    async def _slots_to_hand_off(self, newcomers: list[Node]) -> dict[Node, list[bytes]]:
+        """Kademlia section 2.5: for each newcomer, the slots for which it is among the k closest we know and we
+        are the closest holder (the newcomers themselves left out of "what we knew"). Slot ids are used as they
+        are (kademlia re-hashes keys)."""
         assert self.store is not None
-        slots = []
-        for slot in self.store.slot_ids():
+        plan: dict[Node, list[bytes]] = {n: [] for n in newcomers}
+        fresh = {n.id for n in newcomers}
+        for i, slot in enumerate(self.store.slot_ids()):
+            if i and i % HANDOFF_CHUNK == 0:
+                await asyncio.sleep(0)
             target = Node(slot)
-            neighbors = self.router.find_neighbors(target)
-            newcomer_close = len(neighbors) < self.router.ksize or (
-                node.distance_to(target) < neighbors[-1].distance_to(target)
-            )
-            we_closest = not neighbors or self.source_node.distance_to(target) < neighbors[0].distance_to(target)
-            if newcomer_close and we_closest:
-                slots.append(slot)
-        return slots
+            neighbors = [n for n in self.router.find_neighbors(target, self.router.ksize + len(fresh))
+                         if n.id not in fresh][: self.router.ksize]
+            if neighbors and self.source_node.distance_to(target) >= neighbors[0].distance_to(target):
+                continue
+            bound = neighbors[-1].distance_to(target) if len(neighbors) >= self.router.ksize else None
+            for node in newcomers:
+                if bound is None or node.distance_to(target) < bound:
+                    plan[node].append(slot)
+        return plan
 
     def contact_count(self) -> int:
         return sum(len(bucket) for bucket in self.router.buckets)
+
+    def _room_possible(self, node: Node) -> bool:
+        """Whether :meth:`_make_room_for` could take ``node`` (it is closer to us than our farthest contact)."""
+        farthest = max(
+            (n for b in self.router.buckets for n in b.get_nodes()), key=self.source_node.distance_to, default=None
+        )
+        return farthest is not None and node.distance_to(self.source_node) < farthest.distance_to(self.source_node)
 
     def _make_room_for(self, node: Node) -> bool:
         """At the contact cap: a newcomer closer to us than our farthest contact replaces it (the near buckets
@@ -514,9 +631,9 @@ class KomradeProtocol(KademliaProtocol):
         sent = 0
         for slot in slots:
             for _, data, _ in self.store.slot_entries(slot):
-                await self.call((node.ip, node.port), "append", slot, data)
+                ok, _ = await self.call((node.ip, node.port), "append", slot, data)
                 sent += 1
-                if sent >= HANDOFF_LIMIT:
+                if sent >= HANDOFF_LIMIT or (not ok and self.is_silent((node.ip, node.port))):
                     return
 
     def handle_call_response(self, result: tuple[bool, Any], node: Node) -> tuple[bool, Any]:
@@ -592,9 +709,34 @@ class KomradeProtocol(KademliaProtocol):
             ok, value = False, "bad_reply"
         return self.handle_call_response((ok, value), node_to_ask)
 
+    async def call_get_heads(self, node_to_ask: Node, ids: list[bytes]) -> tuple[bool, Any]:
+        ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "get_heads", ids)
+        if ok and not (
+            isinstance(value, list)
+            and len(value) <= len(ids)
+            and all(h is None or (isinstance(h, bytes) and len(h) <= 1024) for h in value)
+        ):
+            self.counters["bad_reply"] += 1
+            ok, value = False, "bad_reply"
+        return self.handle_call_response((ok, value), node_to_ask)
+
     async def call_get_blob(self, node_to_ask: Node, key: bytes) -> tuple[bool, Any]:
         ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "get_blob", key)
         if ok and value is not None and not (isinstance(value, bytes) and env.envelope_id(value) == key):
             self.counters["bad_reply"] += 1
             ok, value = False, "bad_reply"
         return self.handle_call_response((ok, value), node_to_ask)
+
+
+def source_key(addr: tuple[str, int]) -> str:
+    """Who a slot's fair share is counted for: the IP (an IPv6 /64), or ip:port on loopback, where every peer
+    of a test network or a one-machine lab shares one IP."""
+    try:
+        ip = ipaddress.ip_address(addr[0])
+    except ValueError:
+        return addr[0]
+    if ip.is_loopback:
+        return f"{addr[0]}:{addr[1]}"
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -23,6 +23,7 @@ from ..errors import EnvelopeError, NetworkError
 from ..storage import Store
 from .bootstrap import load_routing, save_routing
 from .crawling import Lookup
+from .reader import ReadLimits, ReadResult, SlotRead
 from .ratelimit import RateLimits
 from .protocol import KomradeProtocol
 
@@ -42,8 +43,8 @@ class NodeConfig:
     """Parallel requests per lookup step."""
     wait_timeout: float = 2.0
     """Seconds to wait for a reply before counting the peer as unresponsive."""
-    read_replicas: int = 8
-    """How many of a slot's closest holders a reader asks for the slot's ids."""
+    read: ReadLimits = ReadLimits()
+    """What one slot read may cost this node at most, whatever holders claim (:mod:`.reader`)."""
     refresh_interval: float = 3600.0
     """Seconds between routing-table refreshes (Kademlia section 2.3)."""
     purge_interval: float = 60.0
@@ -239,17 +240,14 @@ class KomradeNode(Server):
         return await Lookup(self.protocol, node, nearest, self.ksize, self.alpha).find()
 
     async def publish(self, slot: bytes, envelope: bytes) -> int:
-        """Append ``envelope`` to ``slot`` on its k closest nodes, and store it under its own id on that id's
-        closest nodes. Returns how many nodes acknowledged the append (each ack = committed to their disk).
-        Raises NetworkError if none did."""
+        """Append ``envelope`` to ``slot`` on the slot's k closest nodes (and here, if we are one), and start its
+        gossip flood. Returns how many holders acknowledged the append: each ack means "committed to my disk", not
+        "delivered" (a lying holder acks too; readers ask every holder). Raises NetworkError if none did."""
         assert self.protocol is not None
         env.parse_outer(envelope)
-        key = env.envelope_id(envelope)
-        slot_nodes, blob_nodes = await asyncio.gather(self.closest(slot), self.closest(key))
-        appends = [self.protocol.call_append(n, slot, envelope) for n in slot_nodes]
-        stores = [self.protocol.call_store(n, key, envelope) for n in blob_nodes]
-        results = await asyncio.gather(*appends, *stores)
-        acks = sum(1 for ok, _ in results[: len(appends)] if ok)
+        slot_nodes = await self.closest(slot)
+        results = await asyncio.gather(*(self.protocol.call_append(n, slot, envelope) for n in slot_nodes))
+        acks = sum(1 for ok, _ in results if ok)
         if self.config.gossip.hops > 0:
             self.protocol.forward(slot, envelope, self.config.gossip.hops - 1)
         if self.store is not None and self.protocol.is_close_to(slot):
@@ -278,33 +276,47 @@ class KomradeNode(Server):
         return burned
 
     async def fetch_slot(self, slot: bytes, known: set[bytes] = frozenset()) -> list[bytes]:  # type: ignore[assignment]
-        """Every envelope in ``slot`` whose id is not in ``known``, gathered from the slot's closest holders.
-        Each one was checked against its id and its outer format."""
+        """Every envelope in ``slot`` whose id is not in ``known`` (see :meth:`read_slot`)."""
+        return (await self.read_slot(slot, known)).wanted
+
+    async def read_slot(
+        self,
+        slot: bytes,
+        known: set[bytes] | frozenset[bytes] = frozenset(),
+        want: Callable[[bytes], bool] = lambda head: True,
+    ) -> ReadResult:
+        """Read ``slot`` at a cost bounded by ``config.read`` (:mod:`.reader`): the envelopes whose ids are not in
+        ``known`` and whose head ``want`` accepts, each checked against its id, its head and its proof of work
+        (ours, held locally, first). Ids seen and not wanted come back in ``skipped`` with their expiry."""
         assert self.protocol is not None
-        holders = (await self.closest(slot))[: self.config.read_replicas]
-        where: dict[bytes, list[Node]] = {}
-
-        async def page_through(node: Node) -> None:
-            for blob_id in await self.slot_ids_at(node, slot):
-                where.setdefault(blob_id, []).append(node)
-
-        await asyncio.gather(*(page_through(n) for n in holders))
+        holders = await self.closest(slot)
+        known_ids = {n.id for n in holders}
+        others = [n for b in self.protocol.router.buckets for n in b.get_nodes() if n.id not in known_ids]
+        holders += gossip.pick(others, self.config.read.extra_holders)
+        local_ids = self.protocol.slot_ids(slot)
+        read = SlotRead(self.protocol, slot, self.config.pow, self.config.read, known, want)
+        result = await read.run(holders, local_ids)
         local: list[bytes] = []
-        for blob_id in self.protocol.slot_ids(slot):
-            data = self.store.get_blob(blob_id) if blob_id not in known and self.store is not None else None
-            if data is not None:
+        for blob_id in local_ids:
+            if blob_id in known or self.store is None:
+                continue
+            data = self.store.get_blob(blob_id)
+            if data is None:
+                continue
+            if want(env.head(data)):
                 local.append(data)
-                where.pop(blob_id, None)
-        wanted = [i for i in where if i not in known]
-        fetched = await asyncio.gather(*(self._get_blob(i, where[i]) for i in wanted))
-        return local + [blob for blob in fetched if blob is not None]
+            else:
+                result.skipped[blob_id] = env.parse_outer(data).expires_at
+        result.wanted[:0] = local
+        return result
 
-    async def slot_ids_at(self, node: Node, slot: bytes) -> list[bytes]:
-        """Every id ``node`` lists for ``slot``, paging with its cursor (bounded; stops at the first failure)."""
+    async def slot_ids_at(self, node: Node, slot: bytes, max_pages: int = 120) -> list[bytes]:
+        """Every id ``node`` lists for ``slot``, paging with its cursor (at most ``max_pages`` pages; stops at the
+        first failure)."""
         assert self.protocol is not None
         ids: list[bytes] = []
         cursor = 0
-        for _ in range(1000):  # a slot holds at most max_entries_per_slot entries; bound the loop anyway
+        for _ in range(max_pages):
             ok, value = await self.protocol.call_slot_page(node, slot, cursor, 256)
             if not ok or not value[0]:
                 break
@@ -324,7 +336,7 @@ class KomradeNode(Server):
         lack and, if we are a holder ourselves, pull what we lack. Returns (pushed, pulled)."""
         assert self.protocol is not None and self.store is not None
         ours = set(self.protocol.slot_ids(slot))
-        digest = gossip.slot_digest(ours)
+        digest = self.store.slot_digest(slot)[1]
         close = self.protocol.is_close_to(slot)
         pushed = pulled = 0
         for node in await self.closest(slot):
@@ -343,7 +355,7 @@ class KomradeNode(Server):
             if close:
                 for key in theirs - ours:
                     ok, data = await self.protocol.call_get_blob(node, key)
-                    if ok and data is not None and self._valid(data) and env.check_pow(data, self.config.pow):
+                    if ok and data is not None and self._valid(data) and env.check_pow(data, self.config.pow, slot):
                         self.store.append(slot, data, env.parse_outer(data).expires_at)
                         self.protocol.seen.add(key)
                         ours.add(key)
@@ -351,14 +363,6 @@ class KomradeNode(Server):
         self.protocol.counters["ae_pushed"] += pushed
         self.protocol.counters["ae_pulled"] += pulled
         return pushed, pulled
-
-    async def _get_blob(self, key: bytes, holders: list[Node]) -> bytes | None:
-        assert self.protocol is not None
-        for node in holders:
-            ok, value = await self.protocol.call_get_blob(node, key)
-            if ok and value is not None and self._valid(value):
-                return value
-        return await self.get_blob(key)
 
     async def get_blob(self, key: bytes) -> bytes | None:
         """Look up an envelope by its id anywhere in the DHT; only a value that hashes to ``key`` is returned."""

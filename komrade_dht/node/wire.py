@@ -20,6 +20,8 @@ from ..errors import CodecError
 REQUEST, RESPONSE = b"\x00", b"\x01"
 ID_LEN = 20
 OK, ERROR = 0, 1
+#: Most envelope heads one ``get_heads`` request may ask for.
+MAX_HEADS = 16
 #: A reply may be at most this many times the size of the request it answers.
 AMPLIFICATION = 3
 MAX_DATAGRAM = codec.MAX_DATAGRAM
@@ -135,6 +137,7 @@ ARGS: dict[str, list[Callable[[Any], bool]]] = {
     "burn": [is_id, lambda v: isinstance(v, bytes) and len(v) == 16],
     "gossip": [is_id, lambda v: isinstance(v, bytes), lambda v: is_uint(v, 8)],
     "slot_digest": [is_id],
+    "get_heads": [lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_HEADS and all(is_id(i) for i in v)],
 }
 
 

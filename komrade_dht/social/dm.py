@@ -18,6 +18,7 @@ from ..address import decode_address, encode_address
 from ..envelope import TrialDecryptor, envelope_id, max_body, seal
 from ..errors import CodecError, EnvelopeError, KomradeError
 from ..node import KomradeNode
+from ..node.reader import ReadResult
 from ..slots import MAX_TTL, MAX_WIDTH, SlotParams, slot_id
 from .account import Account
 
@@ -90,10 +91,18 @@ async def send_dm(
     now = time.time() if now is None else now
     body = encode_dm(account.name, account.width, text)
     kwargs = {"ttl": ttl} if ttl is not None else {}
-    data = await asyncio.to_thread(
-        seal, account.identity, recipient.public, body, content_type="dm", now=now, pow=node.config.pow, **kwargs
-    )
     slot = slot_id(recipient.verify_key, recipient.width, params.epoch(now))
+    data = await asyncio.to_thread(
+        seal,
+        account.identity,
+        recipient.public,
+        body,
+        content_type="dm",
+        now=now,
+        pow=node.config.pow,
+        slot=slot,
+        **kwargs,
+    )
     acks = await node.publish(slot, data)
     key = envelope_id(data)
     account.data.put("sent", key, {"id": key.hex(), "to": recipient.text, "text": text, "at": int(now), "acks": acks})
@@ -104,66 +113,105 @@ async def send_dm(
 async def sync_inbox(
     account: Account, node: KomradeNode, *, params: SlotParams = SlotParams(), now: float | None = None
 ) -> list[Message]:
-    """Pull our slots for every epoch since the last sync; returns the messages that are new."""
+    """Pull our slots for every epoch since the last sync; returns the messages that are new.
+
+    Each slot is read at the cost bounded by the node's read limits; only envelopes whose recipient header opens
+    under our key are downloaded whole (the rest cost a head of ~111 bytes and one X25519 each). The ids seen in a
+    slot are remembered, per slot, until their envelopes expire, so the next sync skips them."""
     now = time.time() if now is None else now
     state = account.data.get("state", b"sync") or {}
     # From the last sync, or for a first sync from when the identity was made (a restored one: 30 days back),
     # with one epoch of overlap for clock skew.
     since = state.get("last_sync", max(account.created, now - MAX_TTL)) - params.epoch_seconds
-    seen = {bytes.fromhex(r["id"]) for r in account.data.all("seen")}
     decryptor = TrialDecryptor(account.identity)
-    new: list[Message] = []
     slots = [slot_id(account.identity.verify_key, account.width, e) for e in params.epochs_since(since, now)]
     limit = asyncio.Semaphore(SYNC_PARALLEL_EPOCHS)
 
-    async def fetch(slot: bytes) -> list[bytes]:
-        async with limit:
-            return await node.fetch_slot(slot, seen)
+    def ours(head: bytes) -> bool:
+        return decryptor.content_key(head) is not None
 
-    fetched = await asyncio.gather(*(fetch(slot) for slot in slots))
-    slot_of = {envelope_id(data): slot for slot, batch in zip(slots, fetched) for data in batch}
-    for data in (blob for batch in fetched for blob in batch):
-        key = envelope_id(data)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            opened = decryptor.open(data, now)
-        except EnvelopeError as exc:
-            log.warning("dropped an envelope addressed to us: %s", exc)
-            opened = None
-        account.data.put("seen", key, {"id": key.hex(), "exp": int(now) + MAX_TTL})
-        if opened is None or opened.content_type != "dm":
-            continue
-        try:
-            name, width, text = decode_dm(opened.body)
-        except EnvelopeError as exc:
-            log.warning("dropped a malformed DM: %s", exc)
-            continue
-        contact = account.contact(opened.sender.verify_key)
-        message = Message(
-            id=key.hex(),
-            sender_name=contact.name if contact else name,
-            sender_fingerprint=opened.sender.fingerprint(),
-            sender_address=encode_address(opened.sender.verify_key, width),
-            sent_at=opened.created,
-            received_at=int(now),
-            text=text,
-            request=contact is None,
-            verified=bool(contact and contact.verified),
-        )
-        account.data.put("message", key, asdict(message))
-        account.data.put("burn", key, {"secret": opened.burn_secret, "slot": slot_of[key]})
-        new.append(message)
+    async def read(slot: bytes) -> tuple[bytes, dict[bytes, int], ReadResult]:
+        async with limit:
+            seen = _load_seen(account, slot, now)
+            return slot, seen, await node.read_slot(slot, set(seen), ours)
+
+    new: list[Message] = []
+    for slot, seen, result in await asyncio.gather(*(read(slot) for slot in slots)):
+        seen.update(result.skipped)
+        for data in result.wanted:
+            key = envelope_id(data)
+            seen[key] = int.from_bytes(data[2:6], "big")
+            message = _receive(account, decryptor, key, slot, data, now)
+            if message is not None:
+                new.append(message)
+        _save_seen(account, slot, seen, now)
     account.data.put("state", b"sync", {"last_sync": int(now)})
-    _forget_old_seen(account, now)
+    _forget_expired_seen(account, now)
     return sorted(new, key=lambda m: m.sent_at)
 
 
-def _forget_old_seen(account: Account, now: float) -> None:
-    for record in account.data.all("seen"):
-        if record["exp"] < now:
-            account.data.delete("seen", bytes.fromhex(record["id"]))
+def _receive(
+    account: Account, decryptor: TrialDecryptor, key: bytes, slot: bytes, data: bytes, now: float
+) -> Message | None:
+    """Open one envelope that a header says is ours; the Message if it is a new, valid DM."""
+    if account.data.has("message", key):
+        return None
+    try:
+        opened = decryptor.open(data, now)
+    except EnvelopeError as exc:
+        log.warning("dropped an envelope addressed to us: %s", exc)
+        return None
+    if opened is None or opened.content_type != "dm":
+        return None
+    try:
+        name, width, text = decode_dm(opened.body)
+    except EnvelopeError as exc:
+        log.warning("dropped a malformed DM: %s", exc)
+        return None
+    contact = account.contact(opened.sender.verify_key)
+    message = Message(
+        id=key.hex(),
+        sender_name=contact.name if contact else name,
+        sender_fingerprint=opened.sender.fingerprint(),
+        sender_address=encode_address(opened.sender.verify_key, width),
+        sent_at=opened.created,
+        received_at=int(now),
+        text=text,
+        request=contact is None,
+        verified=bool(contact and contact.verified),
+    )
+    account.data.put("message", key, asdict(message))
+    account.data.put("burn", key, {"secret": opened.burn_secret, "slot": slot})
+    return message
+
+
+def _load_seen(account: Account, slot: bytes, now: float) -> dict[bytes, int]:
+    """The ids already looked at in ``slot`` that have not expired, with their expiry."""
+    record = account.data.get("seen_slot", slot) or {}
+    packed = record.get("ids", b"")
+    seen = {}
+    for i in range(0, len(packed) - 23, 24):
+        expires_at = int.from_bytes(packed[i + 20 : i + 24], "big")
+        if expires_at > now:
+            seen[packed[i : i + 20]] = expires_at
+    return seen
+
+
+def _save_seen(account: Account, slot: bytes, seen: dict[bytes, int], now: float) -> None:
+    live = [(k, e) for k, e in seen.items() if e > now]
+    if not live:
+        account.data.delete("seen_slot", slot)
+        return
+    packed = b"".join(k + min(e, 2**32 - 1).to_bytes(4, "big") for k, e in live)
+    account.data.put("seen_slot", slot, {"slot": slot, "ids": packed, "until": max(e for _, e in live)})
+
+
+def _forget_expired_seen(account: Account, now: float) -> None:
+    """Drop remembered slots whose every id has expired (and the per-envelope rows older versions kept)."""
+    account.data.clear("seen")
+    for record in account.data.all("seen_slot"):
+        if record.get("until", 0) <= now and isinstance(record.get("slot"), bytes):
+            account.data.delete("seen_slot", record["slot"])
 
 
 def inbox(account: Account) -> list[Message]:

@@ -82,6 +82,10 @@ class UserData:
         cur = self._db.execute("DELETE FROM items WHERE kind=? AND id=?", (kind, self._row_id(kind, natural_id)))
         return cur.rowcount > 0
 
+    def clear(self, kind: str) -> int:
+        """Delete every record of ``kind``; how many there were."""
+        return self._db.execute("DELETE FROM items WHERE kind=?", (kind,)).rowcount
+
     def all(self, kind: str) -> list[dict[str, Any]]:
         return [self._open(box) for (box,) in self._db.execute("SELECT box FROM items WHERE kind=?", (kind,))]
 

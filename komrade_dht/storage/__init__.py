@@ -1,5 +1,5 @@
 """Local persistent storage of a komrade node (SQLite): blobs, index slots, signed records, node state."""
 
-from komrade_dht.storage.store import Store, StoreLimits, StoreStats, blob_id
+from komrade_dht.storage.store import Store, StoreLimits, StoreStats, blob_id, ids_digest
 
-__all__ = ["Store", "StoreLimits", "StoreStats", "blob_id"]
+__all__ = ["Store", "StoreLimits", "StoreStats", "blob_id", "ids_digest"]

@@ -30,7 +30,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,7 @@ __all__ = [
     "StoreLimits",
     "StoreStats",
     "blob_id",
+    "ids_digest",
 ]
 
 ID_BYTES = 20
@@ -176,6 +177,22 @@ _REQUIRED_OBJECTS = frozenset(
 )
 
 
+_DIGEST_CACHE = 4096
+
+
+def _id_hash(bid: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(bid, digest_size=16).digest(), "big")
+
+
+def ids_digest(ids: Iterable[bytes]) -> bytes:
+    """An order-independent 16-byte digest of a set of ids (XOR of their BLAKE2b-128): equal sets, equal digests.
+    What :meth:`Store.slot_digest` answers, so anti-entropy can compare a peer's slot with its own."""
+    acc = 0
+    for key in set(ids):
+        acc ^= _id_hash(key)
+    return acc.to_bytes(16, "big")
+
+
 def blob_id(data: bytes) -> bytes:
     """Return the id of a blob: BLAKE2b with a 20-byte digest of its bytes."""
     return hashlib.blake2b(data, digest_size=ID_BYTES).digest()
@@ -235,6 +252,8 @@ class Store:
         self.limits = limits
         self._clock = clock
         self._conn: sqlite3.Connection | None = None
+        #: slot id -> (entries, XOR of the entries' id hashes); dropped for every slot a delete or purge may touch
+        self._digests: dict[bytes, tuple[int, int]] = {}
         if not os.path.lexists(self.path):
             self._create()
         self._conn = self._open_existing()
@@ -315,17 +334,19 @@ class Store:
     def delete_blob(self, blob_id: bytes) -> bool:
         """Delete the blob and every slot entry that points at it (e.g. for a burn). True if it was held."""
         bid = _check_id(blob_id, "blob_id")
+        self._digests.clear()
         with self._write() as conn:
             return self._delete_blob_rows(conn, bid)
 
     # ------------------------------------------------------------------ slots
 
-    def append(self, slot_id: bytes, data: bytes, expires_at: int) -> bool:
+    def append(self, slot_id: bytes, data: bytes, expires_at: int, *, reserve: int = 0) -> bool:
         """Store ``data`` as a blob (as :meth:`put_blob`) and append it to ``slot_id``, in one transaction.
 
         Idempotent per (slot, blob): returns True if the slot entry is new, False if the slot already held
         this blob. Raises QuotaExceeded (storing nothing) if the slot already has ``max_entries_per_slot``
-        live entries or the total quota would be passed, in both cases after purging expired rows.
+        (plus ``reserve``, which the node grants to sources that hold few entries in the slot) entries or the
+        total quota would be passed, in both cases after purging expired rows.
         """
         slot = _check_id(slot_id, "slot_id")
         payload = self._check_payload(data, "blob data")
@@ -339,13 +360,16 @@ class Store:
                 if live and self._entry_exists(conn, slot, bid):
                     return False
                 need = ENTRY_BYTES + (0 if live else ID_BYTES + len(payload))
-                problem = self._quota_problem(conn, need, slot)
+                problem = self._quota_problem(conn, need, slot, reserve)
                 if not problem:
                     if not live:
                         if present:
                             self._delete_blob_rows(conn, bid)
                         self._insert_blob(conn, bid, payload, expiry)
                     conn.execute("INSERT INTO slot_entries (slot_id, blob_id) VALUES (?, ?)", (slot, bid))
+                    cached = self._digests.get(slot)
+                    if cached is not None:
+                        self._digests[slot] = (cached[0] + 1, cached[1] ^ _id_hash(bid))
                     return True
             if attempt == 0:
                 self.purge_expired(now)
@@ -373,6 +397,29 @@ class Store:
         if not rows:
             return [], cursor
         return [bytes(row[1]) for row in rows], int(rows[-1][0])
+
+    def slot_digest(self, slot_id: bytes) -> tuple[int, bytes]:
+        """``(entries, digest)`` of the slot: how many entries it holds and an order-free 16-byte digest of their
+        ids (equal sets, equal digests; :func:`ids_digest`). Answered from memory after the first call, so it costs
+        the same whatever the slot's size; recomputed after a purge or a delete. Entries that expired since the
+        last purge still count."""
+        slot = _check_id(slot_id, "slot_id")
+        cached = self._digests.get(slot)
+        if cached is None:
+            with self._read() as conn:
+                rows = conn.execute("SELECT blob_id FROM slot_entries WHERE slot_id = ?", (slot,)).fetchall()
+            acc = 0
+            for (bid,) in rows:
+                acc ^= _id_hash(bytes(bid))
+            cached = (len(rows), acc)
+            if len(self._digests) >= _DIGEST_CACHE:
+                self._digests.pop(next(iter(self._digests)))
+            self._digests[slot] = cached
+        return cached[0], cached[1].to_bytes(16, "big")
+
+    def get_blobs(self, blob_ids: list[bytes]) -> list[bytes | None]:
+        """Each blob's bytes (None where not held or expired), in the order asked."""
+        return [self.get_blob(bid) for bid in blob_ids]
 
     def slot_ids(self) -> list[bytes]:
         """Return the ids of every slot with at least one live entry (sorted)."""
@@ -407,6 +454,7 @@ class Store:
         55 µs per blob here): call again while it returns ``limit``.
         """
         t = self._now() if now is None else float(now)
+        self._digests.clear()
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be an int >= 1 or None, got {limit!r}")
         with self._write() as conn:
@@ -535,17 +583,17 @@ class Store:
             (bid, payload, ID_BYTES + len(payload), expiry),
         )
 
-    @staticmethod
-    def _delete_blob_rows(conn: sqlite3.Connection, bid: bytes) -> bool:
+    def _delete_blob_rows(self, conn: sqlite3.Connection, bid: bytes) -> bool:
+        self._digests.clear()
         conn.execute("DELETE FROM slot_entries WHERE blob_id = ?", (bid,))
         return conn.execute("DELETE FROM blobs WHERE id = ?", (bid,)).rowcount > 0
 
-    def _quota_problem(self, conn: sqlite3.Connection, need: int, slot: bytes | None) -> str:
+    def _quota_problem(self, conn: sqlite3.Connection, need: int, slot: bytes | None, reserve: int = 0) -> str:
         """Return why storing ``need`` more bytes (and one entry in ``slot``) would break a quota, or ''."""
         if slot is not None:
             row = conn.execute("SELECT entries FROM slots WHERE slot_id = ?", (slot,)).fetchone()
             entries = 0 if row is None else int(row[0])
-            if entries >= self.limits.max_entries_per_slot:
+            if entries >= self.limits.max_entries_per_slot + reserve:
                 return f"the slot already holds {entries} entries (quota {self.limits.max_entries_per_slot})"
         held = int(conn.execute("SELECT value FROM counters WHERE name = 'bytes'").fetchone()[0])
         if held + need > self.limits.max_bytes:
@@ -593,6 +641,7 @@ class Store:
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._digests.clear()
             _rollback(conn)
             raise self._error("could not commit, nothing was stored", exc) from exc
 

@@ -1,0 +1,247 @@
+"""Reading a slot at a cost the reader chooses, whoever lies.
+
+Anyone can compute a slot id and place a node next to it, so a holder's answers are claims, not facts. A read:
+
+1. asks every holder it found (the k closest, plus a few random contacts beyond them, so a handful of ids placed
+   next to a slot cannot hide it) for the slot's ``(count, digest)``;
+2. groups holders by digest (holders with equal digests hold equal sets) and pages the ids of two holders per
+   group, each within ``pages_per_holder`` pages, and never more than ``ids_per_read`` distinct ids in all;
+3. fetches the *heads* of unknown ids in batches (``get_heads``: fixed fields and recipient headers, ~111 bytes
+   each), from holders that listed them, and keeps the envelopes the caller wants (``want(head)``: a trial
+   decryption of the header for a DM; everything for a public feed);
+4. fetches those envelopes whole, checking each against its id, its head and its proof of work for this slot.
+
+A holder that lists ids it then cannot produce, or answers with something malformed, takes a strike; after
+``strikes`` of them every id only it listed is dropped. Nothing in a read falls back to a DHT lookup per id.
+Requests are paced per holder under the rate limits honest nodes apply (:class:`~.ratelimit.RateLimits`) and kept
+to ``in_flight`` at once, so the reader's own burst never makes honest holders drop it and time out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from kademlia.node import Node
+
+from .. import envelope as env
+from ..errors import EnvelopeError
+
+if TYPE_CHECKING:
+    from .protocol import KomradeProtocol
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one slot read may cost the reader at most. Defaults suit a DM sync over a loopback or a WAN network."""
+
+    extra_holders: int = 4
+    """Random contacts beyond the k closest also asked (a slot eclipsed by ids placed next to it is still read)."""
+    pages_per_holder: int = 120
+    """slot_page requests per holder paged (~50 ids per page)."""
+    ids_per_read: int = 12_000
+    """Distinct ids considered per read: what a lying holder can make the reader look at, at most."""
+    heads_per_request: int = 10
+    """Ids per get_heads request (~111 bytes per one-header head; the reply stays under one datagram)."""
+    in_flight: int = 24
+    """Requests this read keeps in flight at once."""
+    per_holder_rate: float = 60.0
+    """Requests per second sent to one holder (honest nodes allow 100/s from one peer, with a burst of 300)."""
+    per_holder_burst: float = 120.0
+    strikes: int = 3
+    """Failures (an id it listed and cannot produce, a malformed answer) after which a holder is ignored."""
+
+
+@dataclass
+class ReadResult:
+    """What a read found: ``wanted`` envelopes (verified), and the ``heads`` of ids it saw and did not want
+    (with their expiry, so a reader can remember them until they expire), plus figures."""
+
+    wanted: list[bytes] = field(default_factory=list)
+    skipped: dict[bytes, int] = field(default_factory=dict)
+    holders: int = 0
+    requests: int = 0
+    dropped_holders: int = 0
+
+
+class _Holder:
+    def __init__(self, node: Node, rate: float, burst: float) -> None:
+        self.node = node
+        self.strikes = 0
+        self.tokens = burst
+        self.rate, self.burst = rate, burst
+        self.last = time.monotonic()
+        self.ids: list[bytes] = []
+
+    async def pace(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+            self.tokens = 1
+            self.last = time.monotonic()
+        self.tokens -= 1
+
+
+class SlotRead:
+    """One bounded read of one slot (see the module docstring)."""
+
+    def __init__(
+        self,
+        protocol: KomradeProtocol,
+        slot: bytes,
+        pow: env.PowParams,
+        limits: ReadLimits,
+        known: set[bytes] | frozenset[bytes],
+        want: Callable[[bytes], bool],
+    ) -> None:
+        self.protocol = protocol
+        self.slot = slot
+        self.pow = pow
+        self.limits = limits
+        self.known = known
+        self.want = want
+        self.result = ReadResult()
+        self._gate = asyncio.Semaphore(limits.in_flight)
+        self._holders: dict[bytes, _Holder] = {}
+        self._where: dict[bytes, list[_Holder]] = {}
+
+    async def run(self, holders: list[Node], local_ids: list[bytes]) -> ReadResult:
+        for node in holders:
+            self._holders.setdefault(node.id, _Holder(node, self.limits.per_holder_rate, self.limits.per_holder_burst))
+        self.result.holders = len(self._holders)
+        groups = await self._digests()
+        await asyncio.gather(*(self._page(h) for group in groups for h in group[:2]))
+        local = set(local_ids)
+        wanted = [i for i in self._where if i not in self.known and i not in local]
+        heads = await self._heads(wanted)
+        keep = [i for i, h in heads.items() if self._wants(i, h)]
+        blobs = await asyncio.gather(*(self._blob(i, heads[i]) for i in keep))
+        self.result.wanted.extend(b for b in blobs if b is not None)
+        self.result.dropped_holders = sum(1 for h in self._holders.values() if h.strikes >= self.limits.strikes)
+        return self.result
+
+    # -- steps -----------------------------------------------------------------------------------------------
+    async def _call(self, holder: _Holder, method: str, *args: object) -> tuple[bool, object]:
+        if holder.strikes >= self.limits.strikes:
+            return False, "ignored"
+        async with self._gate:
+            await holder.pace()
+            self.result.requests += 1
+            return await getattr(self.protocol, f"call_{method}")(holder.node, *args)  # type: ignore[no-any-return]
+
+    def _strike(self, holder: _Holder) -> None:
+        holder.strikes += 1
+
+    async def _digests(self) -> list[list[_Holder]]:
+        holders = list(self._holders.values())
+        answers = await asyncio.gather(*(self._call(h, "slot_digest", self.slot) for h in holders))
+        groups: dict[tuple[int, bytes], list[_Holder]] = defaultdict(list)
+        for holder, (ok, value) in zip(holders, answers):
+            if ok and value[0] > 0:  # type: ignore[index]
+                groups[(value[0], value[1])].append(holder)  # type: ignore[index]
+        out = list(groups.values())
+        for group in out:
+            random.shuffle(group)  # which two of a group are paged is not up to the holders
+        return out
+
+    async def _page(self, holder: _Holder) -> None:
+        cursor = 0
+        for _ in range(self.limits.pages_per_holder):
+            if len(self._where) >= self.limits.ids_per_read:
+                return
+            ok, value = await self._call(holder, "slot_page", self.slot, cursor, 256)
+            if not ok:
+                if value != "ignored":
+                    self._strike(holder)
+                return
+            ids, next_cursor = value  # type: ignore[misc]
+            for key in ids:
+                if len(self._where) >= self.limits.ids_per_read and key not in self._where:
+                    break
+                self._where.setdefault(key, []).append(holder)
+            if not ids or next_cursor <= cursor:
+                return
+            cursor = next_cursor
+
+    async def _heads(self, wanted: list[bytes]) -> dict[bytes, bytes]:
+        """Heads of ``wanted``, asked of holders that listed them, in batches, retrying other listers."""
+        heads: dict[bytes, bytes] = {}
+        pending = list(wanted)
+        for _attempt in range(3):
+            if not pending:
+                break
+            by_holder: dict[bytes, list[bytes]] = defaultdict(list)
+            for key in pending:
+                live = [h for h in self._where[key] if h.strikes < self.limits.strikes]
+                if live:
+                    by_holder[random.choice(live).node.id].append(key)
+            batches = [
+                (self._holders[hid], ids[i : i + self.limits.heads_per_request])
+                for hid, ids in by_holder.items()
+                for i in range(0, len(ids), self.limits.heads_per_request)
+            ]
+            answers = await asyncio.gather(*(self._heads_of(h, ids) for h, ids in batches))
+            missing: list[bytes] = []
+            for found, lacking in answers:
+                heads.update(found)
+                missing.extend(lacking)
+            pending = missing
+        return heads
+
+    async def _heads_of(self, holder: _Holder, ids: list[bytes]) -> tuple[dict[bytes, bytes], list[bytes]]:
+        found: dict[bytes, bytes] = {}
+        rest = list(ids)
+        while rest:
+            ok, value = await self._call(holder, "get_heads", rest)
+            if not ok or not value:
+                if value != "ignored":
+                    self._strike(holder)
+                break
+            for key, head in zip(rest, value):  # type: ignore[call-overload]
+                if head is None or not self._valid_head(head):
+                    self._strike(holder)  # it listed the id: it should hold the envelope
+                    self._forget(key, holder)
+                else:
+                    found[key] = head
+            rest = rest[len(value) :]  # type: ignore[arg-type]
+        return found, [k for k in ids if k not in found and self._where.get(k)]
+
+    def _valid_head(self, head: bytes) -> bool:
+        try:
+            env.parse_head(head)
+        except EnvelopeError:
+            return False
+        return True
+
+    def _wants(self, key: bytes, head: bytes) -> bool:
+        if self.want(head):
+            return True
+        self.result.skipped[key] = int.from_bytes(head[2:6], "big")
+        return False
+
+    def _forget(self, key: bytes, holder: _Holder) -> None:
+        listers = self._where.get(key)
+        if listers and holder in listers:
+            listers.remove(holder)
+
+    async def _blob(self, key: bytes, head: bytes) -> bytes | None:
+        for holder in list(self._where.get(key, [])):
+            ok, value = await self._call(holder, "get_blob", key)
+            if ok and isinstance(value, bytes) and self._valid_blob(value, head):
+                return value
+            if value != "ignored":
+                self._strike(holder)
+        return None
+
+    def _valid_blob(self, data: bytes, head: bytes) -> bool:
+        try:
+            env.parse_outer(data)
+        except EnvelopeError:
+            return False
+        return env.head(data) == head and env.check_pow(data, self.pow, self.slot)
