@@ -424,6 +424,9 @@ class PrintableFormatter(logging.Formatter):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a name the terminal's encoding lacks is shown escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     args.data_dir_given = args.data_dir is not None
     args.data_dir = args.data_dir or default_data_dir()

@@ -115,6 +115,15 @@ def test_error_lines_are_escaped(tmp_path: Path) -> None:
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and not unsafe_chars(bad.stderr)
 
 
+def test_a_name_the_terminal_encoding_lacks_is_escaped_not_a_crash(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "me"
+    run(["init", "--name", "Me"], home)
+    address = run(["address", "--no-qr"], home).stdout.splitlines()[0]
+    monkeypatch.setenv("PYTHONIOENCODING", "latin-1")
+    added = run(["contact", "add", address, "東京 Zoë"], home, encoding="latin-1")
+    assert "\\u6771\\u4eac Zo\xeb" in added.stdout and "Traceback" not in added.stderr
+
+
 # -- passphrase strength at init --------------------------------------------------------------------------------
 @pytest.mark.parametrize("weak", ["x", "password123", "Mallory Mallory"])
 def test_init_refuses_a_weak_passphrase_in_one_line(tmp_path: Path, weak: str) -> None:
