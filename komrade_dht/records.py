@@ -8,7 +8,8 @@ nobody (not even a holder replaying an old copy) can roll it back. One key may o
 
 Format (version 1), the canonical msgpack encoding (:mod:`komrade_dht.codec`) of the array::
 
-    [1, public_key (bin 32), salt (bin <= 64), seq (uint), expires_at (uint, unix seconds), value (bin), signature (bin 64)]
+    [1, public_key (bin 32), salt (bin <= 64), seq (uint), expires_at (uint, unix seconds), value (bin),
+     signature (bin 64)]
 
 - The Ed25519 signature covers ``"komrade/record/v1" | msgpack([public_key, salt, seq, expires_at, value])``: the
   domain keeps a record signature from ever being valid as an envelope or anything else the key signs, and
