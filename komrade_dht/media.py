@@ -53,7 +53,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from nacl import bindings
 from nacl.exceptions import CryptoError
@@ -62,6 +62,9 @@ from . import codec
 from .envelope import FIXED_LEN, KIND_SHARED, SIZE_CLASSES, VERSION, burn_hash, envelope_id
 from .errors import ChunksUnavailable, CodecError, ContentError, ImageError
 from .slots import DEFAULT_TTL, MAX_TTL
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PilImage
 
 __all__ = [
     "SanitizedImage",
@@ -151,7 +154,7 @@ def sanitize_image(
     return _encode_under(clean, max_output_bytes)
 
 
-def _decode(data: bytes, *, max_pixels: int, max_side: int):  # type: ignore[no-untyped-def]
+def _decode(data: bytes, *, max_pixels: int, max_side: int) -> PilImage:
     from PIL import Image, UnidentifiedImageError
 
     readable = "JPEG, PNG, GIF, WebP or BMP"
@@ -184,7 +187,7 @@ def _decode(data: bytes, *, max_pixels: int, max_side: int):  # type: ignore[no-
     return image
 
 
-def _normalise(image, max_side: int):  # type: ignore[no-untyped-def]
+def _normalise(image: PilImage, max_side: int) -> PilImage:
     """Upright, opaque, sRGB (or grey), at most ``max_side``, in a fresh image that carries no metadata at all."""
     from PIL import Image, ImageOps
 
@@ -215,17 +218,18 @@ def _normalise(image, max_side: int):  # type: ignore[no-untyped-def]
     return Image.frombytes(image.mode, image.size, image.tobytes())
 
 
-def _to_srgb(image, icc: bytes):  # type: ignore[no-untyped-def]
+def _to_srgb(image: PilImage, icc: bytes) -> PilImage:
     try:
         from PIL import ImageCms
 
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        return converted if converted is not None else image.convert("RGB")
     except Exception:  # noqa: BLE001 - a broken or exotic profile: keep the pixels as they are
         return image.convert("RGB")
 
 
-def _encode_under(image, max_output_bytes: int) -> SanitizedImage:  # type: ignore[no-untyped-def]
+def _encode_under(image: PilImage, max_output_bytes: int) -> SanitizedImage:
     from PIL import Image
 
     candidate = image
@@ -296,9 +300,9 @@ def _shape(length: int, chunk_size: int, mime: str) -> list[int]:
 
 
 def _check_chunk_size(chunk_size: object) -> int:
-    if chunk_size not in SIZE_CLASSES or isinstance(chunk_size, bool):
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size not in SIZE_CLASSES:
         raise ContentError(f"chunk size must be one of the envelope size classes {SIZE_CLASSES}, not {chunk_size!r}")
-    return chunk_size  # type: ignore[return-value]
+    return chunk_size
 
 
 def _check_mime(mime: object) -> str:

@@ -204,7 +204,9 @@ def test_decompression_bomb_is_refused_from_its_header_fast() -> None:
     assert time.perf_counter() - start < 0.5
 
 
-@pytest.mark.parametrize("width, height, max_pixels", [(8000, 8000, None), (12_000, 12_000, 10**9), (10**5, 10**5, 10**12)])
+@pytest.mark.parametrize(
+    "width, height, max_pixels", [(8000, 8000, None), (12_000, 12_000, 10**9), (10**5, 10**5, 10**12)]
+)
 def test_every_bomb_guard_is_an_image_error(width: int, height: int, max_pixels: int | None) -> None:
     """Ours (pixels over max_pixels), Pillow's warning (over 89 Mpx) and Pillow's error (over 179 Mpx)."""
     kw = {} if max_pixels is None else {"max_pixels": max_pixels}
@@ -213,7 +215,8 @@ def test_every_bomb_guard_is_an_image_error(width: int, height: int, max_pixels:
 
 
 def test_gif_declaring_a_huge_screen_is_refused() -> None:
-    gif = b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00" + b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    screen = b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00"
+    gif = screen + b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
     with pytest.raises(ImageError, match="decompression bomb"):
         media.sanitize_image(gif)
 
@@ -266,7 +269,9 @@ def test_empty_and_non_bytes_are_refused() -> None:
         media.sanitize_image("picture.jpg")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kw", [{"max_side": 0}, {"max_pixels": -1}, {"max_output_bytes": True}, {"max_input_bytes": 1.5}])
+@pytest.mark.parametrize(
+    "kw", [{"max_side": 0}, {"max_pixels": -1}, {"max_output_bytes": True}, {"max_input_bytes": 1.5}]
+)
 def test_bad_limits_are_value_errors(kw: dict) -> None:
     with pytest.raises(ValueError):
         media.sanitize_image(b"x", **kw)
@@ -495,6 +500,7 @@ def test_proof_of_work_is_minted_before_ids_are_taken() -> None:
     [
         ({"chunk_size": 300}, "size classes"),
         ({"chunk_size": True}, "size classes"),
+        ({"chunk_size": 1024.0}, "size classes"),
         ({"mime": "Image/JPEG"}, "media type"),
         ({"mime": "jpeg"}, "media type"),
         ({"mime": "image/" + "x" * 40}, "media type"),
@@ -537,3 +543,16 @@ def test_a_sanitised_picture_goes_through_the_chunks_intact() -> None:
     manifest, chunks, key = encrypt(picture.data, mime=picture.mime)
     assert read_back(manifest.root_id, by_id(chunks), key) == picture.data
     assert all(b"GPS" not in blob for blob in chunks)
+
+
+def test_blobs_pass_every_check_a_node_makes_before_storing_them() -> None:
+    """With the envelope module's own proof of work (bound to NO_SLOT: stored under its id, in no slot), each
+    blob passes parse_outer and check_pow, as ``rpc_store`` requires."""
+    cheap = env.PowParams(trials_per_byte=0.0001)
+    manifest, chunks, key = encrypt(
+        os.urandom(20_000), mint=lambda blob: env.mint_pow(blob, cheap, env.NO_SLOT, NOW)
+    )
+    for blob in chunks:
+        env.parse_outer(blob, NOW)
+        assert env.check_pow(blob, cheap, env.NO_SLOT, NOW)
+    assert read_back(manifest.root_id, by_id(chunks), key)

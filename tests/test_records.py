@@ -147,8 +147,13 @@ def test_random_bytes_are_refused_with_a_record_error(blob: bytes) -> None:
         records.verify_record(KEY, blob, NOW)
 
 
-@given(st.lists(st.one_of(st.integers(min_value=-(2**63), max_value=2**64 - 1), st.binary(max_size=40), st.text(max_size=5), st.none(), st.booleans()),
-                max_size=9))
+ITEMS = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**64 - 1), st.binary(max_size=40), st.text(max_size=5), st.none(),
+    st.booleans(),
+)
+
+
+@given(st.lists(ITEMS, max_size=9))
 @settings(max_examples=300, deadline=None)
 def test_wrong_structures_are_malformed(items: list) -> None:
     with pytest.raises(RecordError):
