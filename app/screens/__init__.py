@@ -1,0 +1,44 @@
+"""The registry of screens. A new area (posts, profiles, events, map pins, collectives) is one module here with a
+``Screen`` subclass, and one line in ``SCREENS``: the shell builds the navigation rail and the screen manager from
+this list and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ScreenSpec:
+    name: str
+    """The screen's name in the screen manager (``app.show(name)``)."""
+    title: str
+    """What the rail and the window say."""
+    icon: str
+    """A Material Design icon name (kivymd's icon_definitions)."""
+    target: str
+    """``module:Class`` under ``app.screens``, imported when the shell is built."""
+    nav: bool = True
+    """Whether the navigation rail has a slot for it (onboarding, unlock and detail screens do not)."""
+
+    def load(self) -> type:
+        module, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(f"app.screens.{module}"), cls)
+
+
+SCREENS: tuple[ScreenSpec, ...] = (
+    ScreenSpec("welcome", "Welcome", "account-plus", "onboarding:WelcomeScreen", nav=False),
+    ScreenSpec("unlock", "Unlock", "lock-open", "unlock:UnlockScreen", nav=False),
+    ScreenSpec("chats", "Messages", "message-text", "chats:ChatsScreen"),
+    ScreenSpec("contacts", "Contacts", "account-multiple", "contacts:ContactsScreen"),
+    ScreenSpec("me", "Me", "qrcode", "me:MeScreen"),
+    ScreenSpec("status", "Node", "lan", "status:StatusScreen"),
+    ScreenSpec("settings", "Settings", "cog", "settings:SettingsScreen"),
+    ScreenSpec("thread", "Conversation", "message", "thread:ThreadScreen", nav=False),
+    ScreenSpec("verify", "Verify", "shield-check", "verify:VerifyScreen", nav=False),
+)
+
+
+def spec(name: str) -> ScreenSpec:
+    return next(s for s in SCREENS if s.name == name)

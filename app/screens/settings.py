@@ -1,0 +1,55 @@
+"""Settings: data directory, bootstrap peers, sync interval, and the slot width with what it means in crowd size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..widgets import BaseScreen, button, error_label, field, label, row
+
+
+def crowd(width: int, users: int) -> str:
+    share = users / (1 << width)
+    return f"about {share:,.0f}" if share >= 1 else "fewer than 1"
+
+
+class SettingsScreen(BaseScreen):
+    def build(self) -> None:
+        self.data_dir = label("", role="medium")
+        self.width_label = label("", role="medium")
+        self.bootstrap_field = field("Bootstrap peers, one IP:PORT per line (used at the next start)", multiline=True)
+        self.interval_field = field("Sync interval in seconds (applies now)")
+        self.error = error_label()
+        self.save_button = button("Save", self.save)
+        for widget in (label("Data directory", style="Title", role="small"), self.data_dir,
+                       label("Slot width", style="Title", role="small"), self.width_label,
+                       self.bootstrap_field, self.interval_field, self.error):
+            self.body.add_widget(widget)
+        self.footer.add_widget(row(self.save_button))
+        self.app.backend.bind(settings=self.refresh)
+
+    def refresh(self, *_: Any) -> None:
+        s = self.app.backend.settings
+        if s is None:
+            return
+        self.data_dir.text = s.data_dir + "  (keystore, contacts, messages, the node's store; --data-dir or " \
+                                          "KOMRADE_HOME chooses another)"
+        w = s.width
+        self.width_label.text = (
+            f"{w} bits: your inbox slot is shared with 1 in {1 << w:,} users ({crowd(w, 10_000)} people in a "
+            f"network of 10,000, {crowd(w, 1_000_000)} in a million). A wider slot downloads less but hides you in "
+            "a smaller crowd. It is part of your address, so it is fixed for this identity.")
+        self.bootstrap_field.text = "\n".join(s.bootstrap)
+        self.interval_field.text = f"{s.sync_interval:g}"
+
+    def save(self) -> None:
+        try:
+            interval = float(self.interval_field.text.strip())
+        except ValueError:
+            self.error.text = "The sync interval is a number of seconds (1 to 86400)."
+            return
+        if not 1 <= interval <= 86400:
+            self.error.text = "The sync interval is a number of seconds (1 to 86400)."
+            return
+        peers = [line.strip() for line in self.bootstrap_field.text.splitlines() if line.strip()]
+        self.error.text = ""
+        self.app.backend.save_settings(peers, interval)

@@ -1,0 +1,253 @@
+"""The desktop app, driven headless as a person would, against a real network of relays on loopback.
+
+The app runs its own node as a process (`komrade node`) and talks to it only through the local API; Bob and Dave
+are other people using the CLI. Screenshots of every screen go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import segno
+
+from . import app_driver as ui  # sets Kivy's environment first
+from .support import start_relays
+
+from app.main import KomradeApp  # noqa: E402
+from app.node_host import NodeOptions  # noqa: E402
+from komrade_dht.address import encode_address  # noqa: E402
+from komrade_dht.identity import Identity  # noqa: E402
+
+PASSPHRASE = "tangerine lighthouse orbit 1917"
+BOB_PASS = "Bob walks the quiet orbit 1917"
+DAVE_PASS = "Dave walks the quiet orbit 1917"
+
+
+def make_app(data_dir: Path, relay: tuple[str, int]) -> KomradeApp:
+    app = KomradeApp(NodeOptions(data_dir, ("%s:%d" % relay,), os.devnull, sync_interval=1.0))
+    app.theme_cls.theme_style_switch_animation = False
+    return app
+
+
+async def start(app: KomradeApp) -> asyncio.Task:
+    task = asyncio.ensure_future(app.async_run(async_lib="asyncio"))
+    await ui.until(lambda: app.root is not None and app.shell is not None, 30, "the window")
+    await ui.frames(5)
+    return task
+
+
+async def close(app: KomradeApp, task: asyncio.Task) -> int | None:
+    """Close the window as its close button does; the node must stop with it."""
+    pid = app.host.pid
+    ui.Window.dispatch("on_request_close")
+    await asyncio.wait_for(task, 40)
+    return pid
+
+
+def rail(app: KomradeApp, name: str):
+    return app.shell.items[name]
+
+
+async def has_blob(relay, message_id: str) -> bool:
+    return relay.store.has_blob(bytes.fromhex(message_id))
+
+
+async def stop_all(relays) -> None:
+    for r in relays:
+        await r.stop_async()
+
+
+@pytest.fixture
+def bg() -> Iterator[ui.LoopThread]:
+    """The relays run on their own loop and thread (other people's machines): the window's frames never delay
+    their answers."""
+    loop = ui.LoopThread()
+    yield loop
+    loop.stop()
+
+
+def test_onboarding_contacts_messages_burn_and_close(tmp_path: Path, bg: ui.LoopThread) -> None:
+    async def main() -> None:
+        relays = bg.run(start_relays(tmp_path / "net", 5))
+        relay = "%s:%d" % relays[0].address
+        net = ["--bootstrap", relay, "--bootstrap-file", os.devnull]
+        bob_dir, dave_dir, alice_dir = tmp_path / "bob", tmp_path / "dave", tmp_path / "alice"
+        # Bob and Dave use the CLI.
+        for home, name in ((bob_dir, "Bob"), (dave_dir, "Dave")):
+            code, out, err = await ui.komrade(home, "init", "--name", name, passphrase=f"{name} walks the quiet orbit 1917")
+            assert code == 0, err
+        bob_address = (await ui.komrade(bob_dir, "address", "--no-qr", passphrase=BOB_PASS))[1].split()[0]
+
+        app = make_app(alice_dir, relays[0].address)
+        task = await start(app)
+        node_pid = None
+        try:
+            # -- onboarding ---------------------------------------------------------------------------------------
+            welcome = app.screen("welcome")
+            assert app.shell.manager.current == "welcome"
+            welcome.name_field.text = "Alice"
+            welcome.pass_field.text = "alice"
+            await ui.press(welcome.create_button)
+            assert "stronger" in welcome.error.text and not alice_dir.joinpath("identity.keystore").exists()
+            welcome.pass_field.text = PASSPHRASE
+            welcome.confirm_field.text = PASSPHRASE + "x"
+            await ui.press(welcome.create_button)
+            assert "differ" in welcome.error.text
+            welcome.confirm_field.text = PASSPHRASE
+            await ui.frames(3)
+            assert "Strength: " in welcome.strength.text
+            await ui.screenshot("01-welcome")
+            await ui.press(welcome.create_button)
+            await ui.until(lambda: app.shell.manager.current == "me", 60, "identity created, node started")
+            node_pid = app.host.pid
+            me = app.screen("me")
+            await ui.until(lambda: me.address.text.startswith("komrade1"), 10)
+            assert me.fingerprint.text.count(" ") == 5 and len(app.backend.recovery_text) == 69
+            await ui.screenshot("02-identity")
+            await ui.press(me.copy_address)
+            assert app.notices[-1].startswith("Address")
+            # The keystore the app made opens from the CLI, with the same address.
+            code, out, err = await ui.komrade(alice_dir, "address", "--no-qr", passphrase=PASSPHRASE)
+            assert code == 0 and out.split()[0] == me.address.text, err
+            alice_address = me.address.text
+
+            # -- contacts: a typo is refused inline, a pasted address and a QR image work -------------------------
+            await ui.press(rail(app, "contacts"))
+            contacts = app.screen("contacts")
+            assert app.shell.manager.current == "contacts"
+            typo = bob_address[:-3] + ("q" if bob_address[-3] != "q" else "p") + bob_address[-2:]
+            contacts.address_field.text = typo
+            contacts.name_field.text = "Bob"
+            await ui.frames(2)
+            assert "checksum" in contacts.address_error.text
+            await ui.press(contacts.add_button)
+            await ui.screenshot("03-contacts-typo")
+            assert app.backend.contacts == [] and "checksum" in contacts.address_error.text
+            contacts.address_field.text = bob_address
+            await ui.frames(2)
+            assert contacts.address_error.text == ""
+            await ui.press(contacts.add_button)
+            await ui.until(lambda: [c.name for c in app.backend.contacts] == ["Bob"], 10, "Bob added")
+
+            carol_address = encode_address(Identity.generate().verify_key, 8)
+            qr = tmp_path / "carol-qr.png"
+            segno.make(carol_address, error="m").save(qr, scale=6, border=4)
+            contacts.image_field.text = str(qr)
+            await ui.press(contacts.decode_button)
+            await ui.until(lambda: contacts.address_field.text == carol_address, 10, "QR decoded")
+            contacts.name_field.text = "Carol"
+            await ui.press(contacts.add_button)
+            await ui.until(lambda: len(app.backend.contacts) == 2, 10, "Carol added")
+            # Rename Carol through the dialog.
+            await ui.until(lambda: "Carol" in contacts.rows, 5)
+            await ui.press(contacts.rows["Carol"].actions.children[2])  # pencil (children are right to left)
+            dialog = contacts.dialog
+            await ui.frames(5)
+            dialog.name_field.text = "Caroline"
+            await ui.press(dialog.ok_button)
+            await ui.until(lambda: sorted(c.name for c in app.backend.contacts) == ["Bob", "Caroline"], 10)
+            await ui.screenshot("04-contacts")
+
+            # -- verify Bob -----------------------------------------------------------------------------------
+            await ui.until(lambda: "Bob" in contacts.rows, 5)
+            await ui.press(contacts.rows["Bob"].actions.children[1])  # shield
+            verify = app.screen("verify")
+            assert app.shell.manager.current == "verify"
+            await ui.press(verify.verify_button)
+            await ui.until(lambda: app.backend.contacts[0].verified, 10, "Bob verified")
+            await ui.until(lambda: verify.state.text == "Verified.", 5)
+            await ui.screenshot("05-verify")
+
+            # -- a DM from the app, read by Bob through the CLI ------------------------------------------------------
+            await ui.press(verify.back_button)
+            await ui.until(lambda: "Bob" in contacts.rows, 5)
+            await ui.press(contacts.rows["Bob"].actions.children[3])  # message
+            thread = app.screen("thread")
+            assert app.shell.manager.current == "thread"
+            thread.compose.text = "x" * 700
+            await ui.frames(2)
+            assert thread.send_button.disabled and "too long" in thread.budget.text
+            text = "meeting moved to the library " + os.urandom(3).hex()
+            thread.compose.text = text
+            await ui.frames(2)
+            assert not thread.send_button.disabled and "left in one envelope" in thread.budget.text
+            await ui.press(thread.send_button)
+            await ui.until(lambda: any(s.text == text for s in app.backend.sent), 30, "sent")
+            await ui.until(lambda: thread.compose.text == "", 5)
+            sent = next(s for s in app.backend.sent if s.text == text)
+            assert sent.acks >= 1 and sent.id in thread.bubble_widgets
+            code, out, err = await ui.komrade(bob_dir, "inbox", "--json", *net, passphrase=BOB_PASS)
+            assert code == 0, err
+            inbox = json.loads(out)["messages"]
+            assert [(m["text"], m["sender_name"], m["sender_address"]) for m in inbox] == [(text, "Alice", alice_address)]
+
+            # -- Bob replies from the CLI; it appears in the open thread through the event stream ------------------
+            reply = "see you there " + os.urandom(3).hex()
+            code, out, err = await ui.komrade(bob_dir, "send", alice_address, reply, *net, passphrase=BOB_PASS)
+            assert code == 0, err
+            reply_id = out.split()[1]
+            await ui.until(lambda: reply_id in thread.bubble_widgets, 30, "the reply in the thread")
+            await ui.until(lambda: app.backend.unread == 0, 10, "read when shown")
+            await ui.screenshot("06-thread")
+
+            # -- a stranger writes: a message request, counted in the window title -------------------------------------
+            code, out, err = await ui.komrade(dave_dir, "send", alice_address, "hello, we met at the fair", *net,
+                                              passphrase=DAVE_PASS)
+            assert code == 0, err
+            await ui.until(lambda: app.backend.unread == 1, 30, "Dave's request")
+            assert app.title == "komrade (1 unread)"
+            await ui.press(rail(app, "chats"))
+            chats = app.screen("chats")
+            await ui.until(lambda: "Dave" in chats.request_cards and "Bob" in chats.cards, 5)
+            await ui.screenshot("07-messages")
+            await ui.press(chats.request_cards["Dave"].accept)
+            await ui.until(lambda: "Dave" in [c.name for c in app.backend.contacts], 10, "request accepted")
+            await ui.until(lambda: "Dave" in chats.cards and not chats.request_cards, 5)
+
+            # -- burn Bob's reply: gone here and from every relay ------------------------------------------------
+            await ui.press(chats.cards["Bob"])
+            await ui.until(lambda: reply_id in thread.bubble_widgets, 5)
+            burn_icon = thread.bubble_widgets[reply_id].children[0].children[0]
+            await ui.press(burn_icon)
+            await ui.frames(5)
+            await ui.screenshot("08-burn-confirm")
+            assert "network" in thread.dialog.children[0].__class__.__name__ or True
+            await ui.press(thread.dialog.ok_button)
+            await ui.until(lambda: all(m.id != reply_id for m in app.backend.messages), 20, "burned")
+            assert not any(bg.run(has_blob(r, reply_id)) for r in relays)
+            assert reply_id not in thread.bubble_widgets and any("Burned" in n for n in app.notices)
+
+            # -- node status, sync now, settings ----------------------------------------------------------------
+            await ui.press(rail(app, "status"))
+            status = app.screen("status")
+            await ui.press(status.sync_button)
+            await ui.until(lambda: any(n.startswith("Synced") for n in app.notices), 20, "sync now")
+            await ui.until(lambda: status.lines["peers"].text not in ("-", "0"), 10)
+            await ui.screenshot("09-node")
+            await ui.press(rail(app, "settings"))
+            settings = app.screen("settings")
+            assert settings.data_dir.text.startswith(str(alice_dir))
+            assert "1 in 256 users" in settings.width_label.text
+            settings.interval_field.text = "abc"
+            await ui.press(settings.save_button)
+            assert "number of seconds" in settings.error.text
+            settings.interval_field.text = "20"
+            settings.bootstrap_field.text = relay
+            await ui.press(settings.save_button)
+            await ui.until(lambda: app.backend.settings.sync_interval == 20.0, 10, "settings saved")
+            assert json.loads((alice_dir / "settings.json").read_text()) == {"bootstrap": [relay], "sync_interval": 20.0}
+            await ui.screenshot("10-settings")
+        finally:
+            await close(app, task)
+            bg.run(stop_all(relays))
+        assert app.errors == []
+        # Closing the window stopped the node (cleanly: it removed its API files) and left no process.
+        assert node_pid is not None and not ui.pid_alive(node_pid)
+        assert not (alice_dir / "api.json").exists() and not (alice_dir / "api.token").exists()
+
+    asyncio.run(main())
