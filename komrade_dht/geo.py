@@ -32,14 +32,20 @@ reader's cell at that post's precision is one of the post's cells: the reader al
 precision is 5 (cells of about 4.9 x 4.9 km at the equator, narrower towards the poles), so a reader reveals to
 the holders of its slots no more than which such cell it is in.
 
+The circle is drawn around the *published* centre, which may lie up to about 0.7 x the level from the author's
+position: choose a radius larger than the precision. The cells must be computed from the published centre too
+(never from the exact position), or they would reveal more than the centre does: :func:`publish_area` does both
+steps in that order, and :func:`in_area` is the reader's test.
+
 Geohash: the standard base-32 interleaving of longitude and latitude bits (Niemeyer, 2008), written here.
 """
 
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 
 from .errors import GeoError
 
@@ -58,6 +64,9 @@ __all__ = [
     "coarsening_level_km",
     "cells_covering",
     "reader_cells",
+    "PublishedArea",
+    "publish_area",
+    "in_area",
 ]
 
 #: Mean Earth radius (IUGG), km.
@@ -323,3 +332,35 @@ def reader_cells(lat: float, lon: float, *, levels: Sequence[int] = GEOHASH_LEVE
     first. Every post whose circle contains the position was appended to one of them (see the module docstring)."""
     lat, lon = check_position(lat, lon)
     return [_cell_hash(*_cell_index(lat, lon, p), p) for p in sorted({_check_precision(p) for p in levels})]
+
+
+# --- local posts -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishedArea:
+    """What a local post reveals of where it was written, and where it is appended."""
+
+    lat: float
+    """The published (coarsened) centre."""
+    lon: float
+    radius_km: float
+    level_km: float
+    """The coarsening level the centre was snapped to (see the module docstring): say it in the UI."""
+    cells: tuple[str, ...]
+    """The geohash cells the post is appended to (computed from the published centre)."""
+
+
+def publish_area(lat: float, lon: float, radius_km: float, precision_km: float) -> PublishedArea:
+    """Coarsen a position to ``precision_km`` (rounded up to a level), then find the cells that cover the circle of
+    ``radius_km`` around the *published* centre. GeoError for an invalid position, radius or precision."""
+    radius_km = check_radius(radius_km)
+    level = coarsening_level_km(precision_km)
+    centre = coarsen(lat, lon, level)
+    return PublishedArea(centre[0], centre[1], radius_km, level, tuple(cells_covering(*centre, radius_km)))
+
+
+def in_area(centre_lat: float, centre_lon: float, radius_km: float, lat: float, lon: float) -> bool:
+    """Whether a reader at ``(lat, lon)`` is inside a post's circle (its published centre and radius); GeoError for
+    invalid numbers (a post that carries them is malformed)."""
+    return haversine_km(centre_lat, centre_lon, lat, lon) <= check_radius(radius_km)

@@ -130,6 +130,9 @@ def sanitize_image(
     ``max_input_bytes``, is not a JPEG, PNG, GIF, WebP or BMP picture, declares more than ``max_pixels`` pixels
     (a decompression bomb, refused before decoding), is damaged or truncated, or cannot be made small enough.
     ValueError for a limit that is not a positive whole number.
+
+    CPU-bound (tens to hundreds of milliseconds for a camera photo): run it in a thread from async code. It relies
+    on Pillow's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False`` (this module never changes it).
     """
     for value, what in (
         (max_input_bytes, "max_input_bytes"),

@@ -25,7 +25,8 @@ Format (version 1), the canonical msgpack encoding (:mod:`komrade_dht.codec`) of
 
 Ordering (:func:`newer`, :func:`supersedes`): the higher ``seq`` wins; at equal ``seq`` the two must be the same
 record (byte-identical), otherwise they conflict and neither replaces the other (BEP 44 leaves this case to
-compare-and-swap; we refuse it: only the owner can produce it, and their devices must agree on ``seq``).
+compare-and-swap; we refuse it: only the owner can produce it, and their devices must agree on ``seq``). A
+holder forgets a record once it expires; after that any valid record under the key is new to it.
 """
 
 from __future__ import annotations

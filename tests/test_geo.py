@@ -268,3 +268,39 @@ def test_a_reader_outside_every_covering_cell_is_outside_the_circle(
 def test_a_circle_too_big_for_the_only_level_is_a_clear_error() -> None:
     with pytest.raises(GeoError, match="too many cells"):
         geo.cells_covering(0, 0, 500, levels=(7,))
+
+
+# --- local posts -----------------------------------------------------------------------------------------------
+
+
+def test_publish_area_reveals_the_cell_centre_and_cells_from_it() -> None:
+    area = geo.publish_area(48.85661, 2.35222, 10, 3)
+    assert area.level_km == 5.0 and area.radius_km == 10.0
+    assert (area.lat, area.lon) == geo.coarsen(48.85661, 2.35222, 5)
+    assert list(area.cells) == geo.cells_covering(area.lat, area.lon, 10)
+    # the same area from anywhere else in the author's cell: nothing finer than the cell leaks, cells included
+    assert geo.publish_area(48.85661 + 1e-4, 2.35222 + 1e-4, 10, 3) == area
+    with pytest.raises(GeoError, match="radius"):
+        geo.publish_area(48.8, 2.3, 0, 3)
+    with pytest.raises(GeoError, match="precision"):
+        geo.publish_area(48.8, 2.3, 10, 80)
+
+
+@given(LAT, LON, st.floats(min_value=0.5, max_value=100), st.sampled_from(geo.PRECISION_LEVELS_KM), BEARING,
+       FRACTION)
+@settings(max_examples=200, deadline=None)
+def test_a_reader_inside_a_published_area_reads_one_of_its_cells(
+    lat: float, lon: float, radius: float, level: float, bearing: float, fraction: float
+) -> None:
+    area = geo.publish_area(lat, lon, radius, level)
+    reader = destination(area.lat, area.lon, bearing, fraction * radius * (1 - 1e-9))
+    assert geo.in_area(area.lat, area.lon, area.radius_km, *reader)
+    assert set(geo.reader_cells(*reader)) & set(area.cells)
+
+
+def test_in_area() -> None:
+    assert geo.in_area(0, 0, 100, 0, 0.5)  # ~56 km
+    assert not geo.in_area(0, 0, 50, 0, 0.5)
+    assert geo.in_area(0, 179.9, 30, 0, -179.9)  # ~22 km across the antimeridian
+    with pytest.raises(GeoError):
+        geo.in_area(0, 0, float("nan"), 0, 0)
