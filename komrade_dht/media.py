@@ -153,8 +153,10 @@ def sanitize_image(
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = _decode(data, max_pixels=max_pixels, max_side=max_side)
-    clean = _normalise(image, max_side)
-    return _encode_under(clean, max_output_bytes)
+    try:
+        return _encode_under(_normalise(image, max_side), max_output_bytes)
+    except _DECODE_ERRORS:
+        raise ImageError("the picture decodes but cannot be converted (an unusual or damaged format)") from None
 
 
 def _decode(data: bytes, *, max_pixels: int, max_side: int) -> PilImage:
@@ -212,12 +214,12 @@ def _normalise(image: PilImage, max_side: int) -> PilImage:
         image = Image.alpha_composite(background, rgba).convert("RGB")
     elif mode not in ("L", "RGB"):
         image = image.convert("RGB") if mode != "CMYK" or not icc else image
+    if max(image.size) > max_side:  # before the colour conversion: fewer pixels to convert
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     if icc and image.mode in ("RGB", "CMYK"):
         image = _to_srgb(image, icc)
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
-    if max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return Image.frombytes(image.mode, image.size, image.tobytes())
 
 
