@@ -63,9 +63,11 @@ class Backend(EventDispatcher):
     qr_png = ObjectProperty(b"")
     last_sync_result = DictProperty({})
 
-    def __init__(self, notify: Callable[[str], None], **kwargs: Any) -> None:
+    def __init__(self, notify: Callable[[str], None],
+                 rediscover: Callable[[], Awaitable[ApiClient | None]] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.notify = notify
+        self.rediscover = rediscover
         self.api: ApiClient | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stream: asyncio.Task[None] | None = None
@@ -117,9 +119,9 @@ class Backend(EventDispatcher):
     def _lost(self, why: str) -> None:
         if self.connected or not self.problem:
             log.warning("node unreachable: %s", why)
-        self.connected = False
         self.problem = ("Your node does not answer (it stopped, or its API moved). Nothing is sent or received "
                         "until it is back: restart komrade, or run `komrade node`.")
+        self.connected = False
 
     def _need(self) -> ApiClient:
         if self.api is None:
@@ -158,6 +160,24 @@ class Backend(EventDispatcher):
                 log.exception("event stream")
                 self._lost(str(exc))
             await asyncio.sleep(RECONNECT_EVERY)
+            await self._try_elsewhere()
+
+    async def _try_elsewhere(self) -> None:
+        """A node restarted for the same data directory (e.g. `komrade node`) has a new URL and token: use it."""
+        if self.rediscover is None:
+            return
+        try:
+            found = await self.rediscover()
+        except Exception:
+            return
+        if found is None:
+            return
+        if self.api is not None and found.url == self.api.url:
+            await found.close()
+            return
+        old, self.api = self.api, found
+        if old is not None:
+            await old.close()
 
     def _count_unread(self, *_: Any) -> None:
         self.unread = sum(1 for m in self.messages if not m.read)

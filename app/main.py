@@ -18,7 +18,7 @@ from kivymd.uix.navigationrail import (
     MDNavigationRailItemLabel,
 )
 from kivymd.uix.screenmanager import MDScreenManager
-from kivymd.uix.snackbar import MDSnackbar, MDSnackbarText
+from kivymd.uix.snackbar import MDSnackbar, MDSnackbarSupportingText
 
 from .backend import Backend
 from .node_host import NodeHost, NodeOptions, UnlockError
@@ -97,8 +97,8 @@ class KomradeApp(MDApp):
     def build(self) -> Shell:
         self.theme_cls.primary_palette = "Darkred"
         self.theme_cls.theme_style = "Light"
-        self.backend = Backend(self.notify)
-        self.backend.bind(unread=self._update_title, connected=self._update_title)
+        self.backend = Backend(self.notify, rediscover=self.host.find)
+        self.backend.bind(unread=self._update_title, connected=self._update_title, problem=self._update_title)
         self.shell = Shell(self)
         self.shell.rail.disabled = True  # until an identity is open
         self.show("unlock" if self.host.has_identity() else "welcome")
@@ -136,7 +136,7 @@ class KomradeApp(MDApp):
         self.notices.append(text)
         log.info("notice: %s", text)
         # Top right: the bottom of a screen holds its actions (send, sync, save), which a snackbar must not cover.
-        bar = Notice(MDSnackbarText(text=text), pos_hint={"right": 0.99, "top": 0.99}, size_hint_x=0.36,
+        bar = Notice(MDSnackbarSupportingText(text=text), pos_hint={"right": 0.99, "top": 0.99}, size_hint_x=0.36,
                      duration=4)
         bar.open()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -249,5 +250,61 @@ def test_onboarding_contacts_messages_burn_and_close(tmp_path: Path, bg: ui.Loop
         # Closing the window stopped the node (cleanly: it removed its API files) and left no process.
         assert node_pid is not None and not ui.pid_alive(node_pid)
         assert not (alice_dir / "api.json").exists() and not (alice_dir / "api.token").exists()
+
+    asyncio.run(main())
+
+
+def test_unlock_errors_and_a_node_that_stops(tmp_path: Path, bg: ui.LoopThread) -> None:
+    """Later starts ask the passphrase (a wrong one and a damaged keystore each say what to do); when the node
+    stops, the window keeps responding and says what is wrong."""
+    async def main() -> None:
+        relays = bg.run(start_relays(tmp_path / "net", 5))
+        home = tmp_path / "erin"
+        code, _, err = await ui.komrade(home, "init", "--name", "Erin", passphrase=PASSPHRASE)
+        assert code == 0, err
+        app = make_app(home, relays[0].address)
+        task = await start(app)
+        try:
+            unlock = app.screen("unlock")
+            assert app.shell.manager.current == "unlock" and app.shell.rail.disabled
+            keystore = home / "identity.keystore"
+            good = keystore.read_bytes()
+            keystore.write_bytes(good[:60] + bytes([good[60] ^ 1]) + good[61:])
+            unlock.pass_field.text = PASSPHRASE
+            await ui.press(unlock.unlock_button)
+            await ui.until(lambda: "damaged" in unlock.error.text, 20, "damaged keystore explained")
+            assert "recovery text" in unlock.error.text and "backup" in unlock.error.text
+            keystore.write_bytes(good)
+            unlock.pass_field.text = "not my passphrase"
+            await ui.press(unlock.unlock_button)
+            await ui.until(lambda: "Wrong passphrase" in unlock.error.text, 20, "wrong passphrase explained")
+            assert app.shell.manager.current == "unlock" and app.host.pid is None
+            await ui.screenshot("11-unlock-wrong-passphrase")
+            unlock.pass_field.text = PASSPHRASE
+            await ui.press(unlock.unlock_button)
+            await ui.until(lambda: app.shell.manager.current == "chats", 60, "unlocked")
+            assert not app.shell.rail.disabled and app.backend.connected
+
+            # The node stops under the app (crash, or someone stopped it).
+            pid = app.host.pid
+            os.kill(pid, signal.SIGTERM)
+            await ui.until(lambda: not app.backend.connected, 20, "the app notices")
+            assert "node not answering" in app.title
+            await ui.press(rail(app, "status"))
+            status = app.screen("status")
+            assert app.shell.manager.current == "status" and "does not answer" in status.problem.text
+            assert status.lines["state"].text.startswith("not answering")
+            await ui.press(status.sync_button)
+            await ui.until(lambda: any(n.startswith("Sync failed") and "does not answer" in n for n in app.notices),
+                           10, "the failure said")
+            await ui.screenshot("12-node-down")
+            await ui.press(rail(app, "contacts"))  # still responds
+            assert app.shell.manager.current == "contacts"
+            await ui.frames(10, timeout=5)
+            assert app.errors == []
+        finally:
+            await close(app, task)
+            bg.run(stop_all(relays))
+        assert not ui.pid_alive(pid)
 
     asyncio.run(main())

@@ -38,7 +38,7 @@ class StatusScreen(BaseScreen):
         b, s, v = self.app.backend, self.app.backend.status, self.lines
         self.problem.text = b.problem
         self.busy.text = b.busy
-        v["state"].text = ("running, API answering" if b.connected else "not answering") + \
+        v["state"].text = ("running, API answering" if b.connected else "not answering (values below: last known)") + \
             (f" (pid {self.app.host.pid})" if self.app.host.pid else "")
         if s is None:
             return
