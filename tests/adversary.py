@@ -318,6 +318,18 @@ async def join(node: KomradeNode, relays: list[KomradeNode]) -> None:
     await asyncio.gather(*(r.bootstrap_node(node.address) for r in relays))
 
 
+def outstanding_to(node: KomradeNode, addr: tuple[str, int]) -> int:
+    """How many of ``node``'s requests to ``addr`` await a reply (protocol internals: msg id -> (future, timers,
+    address))."""
+    pending = getattr(node.protocol, "_outstanding", {})
+    return sum(1 for entry in pending.values() if tuple(entry[2]) == tuple(addr))
+
+
+def busy(node: KomradeNode) -> bool:
+    """Whether ``node``'s protocol still runs tasks it spawned (forwards, hand-offs)."""
+    return any(not t.done() for t in getattr(node.protocol, "_tasks", ()))
+
+
 def contact_count(node: KomradeNode) -> int:
     assert node.protocol is not None
     return sum(len(bucket) for bucket in node.protocol.router.buckets)
@@ -663,6 +675,49 @@ def fill_from_one_source(count: int) -> Callable[..., Awaitable[Any]]:
     return setup
 
 
+async def flood_while_pinging(relay: KomradeNode, honest: KomradeNode, attacker: Counting,
+                              make_request: Callable[[], bytes], *, seconds: float, rate: float, burst: int,
+                              ping_every: float) -> dict[str, Any]:
+    """For ``seconds``: ``attacker`` sends ``make_request()`` datagrams to ``relay``, ``burst`` at once then ``rate``
+    per second; ``honest`` pings ``relay`` every ``ping_every`` seconds on a fixed schedule (whether the previous
+    ping was answered or not). Returns what was sent and the honest pings' fate and latency."""
+    pings: list[float | None] = []
+
+    async def one_ping() -> None:
+        t0 = time.monotonic()
+        ok, _ = await honest.protocol.call(relay.address, "ping")
+        pings.append(time.monotonic() - t0 if ok else None)
+
+    async def ping_loop() -> None:
+        tasks = []
+        t0 = time.monotonic()
+        for i in range(int(seconds / ping_every)):
+            await asyncio.sleep(max(0.0, t0 + i * ping_every - time.monotonic()))
+            tasks.append(asyncio.ensure_future(one_ping()))
+        await asyncio.gather(*tasks)
+
+    async def flood() -> int:
+        sent = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            due = burst + int((time.monotonic() - t0) * rate)
+            while sent < due:
+                attacker.send(make_request(), relay.address)
+                sent += 1
+            await asyncio.sleep(0.01)
+        return sent
+
+    sent, _ = await asyncio.gather(flood(), ping_loop())
+    answered = sorted(p for p in pings if p is not None)
+    return {
+        "requests_sent": sent,
+        "pings": len(pings),
+        "pings_answered": len(answered),
+        "ping_p50_ms": round(1000 * answered[len(answered) // 2], 1) if answered else None,
+        "ping_max_ms": round(1000 * answered[-1], 1) if answered else None,
+    }
+
+
 async def digest_flood(tmp: Path, *, entries: int, seconds: float, rate: float, burst: int,
                        ping_every: float = 0.2, honest_timeout: float = 3.0) -> dict[str, Any]:
     """Attack 4: a relay holds a slot of ``entries`` entries; one socket sends ``slot_digest`` for it at ``rate``
@@ -686,52 +741,55 @@ async def digest_flood(tmp: Path, *, entries: int, seconds: float, rate: float, 
         costs = []
         for _ in range(5):
             t0 = time.perf_counter()
-            ok, _ = await solo.protocol.call(relay.address, "slot_digest", slot)
+            await solo.protocol.call(relay.address, "slot_digest", slot)
             costs.append(time.perf_counter() - t0)
         await solo.stop_async()
         request = wire.encode_request(os.urandom(20), "slot_digest", None, [slot])
-        pings: list[float | None] = []
-
-        async def one_ping() -> None:
-            t0 = time.monotonic()
-            ok, _ = await honest.protocol.call(relay.address, "ping")
-            pings.append(time.monotonic() - t0 if ok else None)
-
-        async def ping_loop() -> None:
-            # one ping every ping_every seconds on a fixed schedule, whether the previous one was answered or not
-            tasks = []
-            t0 = time.monotonic()
-            for i in range(int(seconds / ping_every)):
-                await asyncio.sleep(max(0.0, t0 + i * ping_every - time.monotonic()))
-                tasks.append(asyncio.ensure_future(one_ping()))
-            await asyncio.gather(*tasks)
-
-        async def flood() -> int:
-            sent = 0
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < seconds:
-                due = burst + int((time.monotonic() - t0) * rate)
-                while sent < due:
-                    attacker.send(request[:1] + os.urandom(20) + request[21:], relay.address)  # fresh msg id
-                    sent += 1
-                await asyncio.sleep(0.01)
-            return sent
-
         before = relay.protocol.counters["rpc_slot_digest"]
-        sent, _ = await asyncio.gather(flood(), ping_loop())
-        answered = [p for p in pings if p is not None]
-        answered.sort()
-        return {
-            "entries": planted,
-            "setup_s": round(setup_s, 1),
-            "digest_ms_alone": round(1000 * sorted(costs)[len(costs) // 2], 2),
-            "digest_requests_sent": sent,
-            "digest_requests_served": relay.protocol.counters["rpc_slot_digest"] - before,
-            "pings": len(pings),
-            "pings_answered": len(answered),
-            "ping_p50_ms": round(1000 * answered[len(answered) // 2], 1) if answered else None,
-            "ping_max_ms": round(1000 * answered[-1], 1) if answered else None,
-        }
+        figures = await flood_while_pinging(
+            relay, honest, attacker, lambda: request[:1] + os.urandom(20) + request[21:],  # a fresh msg id each
+            seconds=seconds, rate=rate, burst=burst, ping_every=ping_every)
+        figures.update(
+            entries=planted,
+            setup_s=round(setup_s, 1),
+            digest_ms_alone=round(1000 * sorted(costs)[len(costs) // 2], 2),
+            digest_requests_served=relay.protocol.counters["rpc_slot_digest"] - before,
+        )
+        return figures
+    finally:
+        attacker.close()
+        await shutdown([honest, relay])
+
+
+async def fresh_id_pings(tmp: Path, *, slots: int, seconds: float, rate: float = 20.0, ping_every: float = 0.1,
+                         honest_timeout: float = 3.0) -> dict[str, Any]:
+    """Attack 3's sequel: a relay holds ``slots`` slots (one entry each, ids next to its own, so it is their
+    closest holder); a socket that never answers sends ``rate`` pings per second, each with a never-seen node id
+    next to one of those slots (a newcomer the relay would hand data to), while an honest node pings every
+    ``ping_every`` seconds. Returns the honest pings' fate and latency, and what reached the silent socket."""
+    config = net_config(gossip=GossipConfig(anti_entropy_interval=0))
+    relay = await start_node(tmp, config)
+    honest = KomradeNode(no_fsync(Store(tmp / "honest.sqlite")), config=replace(config, wait_timeout=honest_timeout))
+    await honest.listen(0, LOCAL)
+    attacker = await counting_socket()
+    try:
+        started = time.monotonic()
+        held = [node_id_near(relay.node.id, 120) for _ in range(slots)]
+        data = raw_envelope(size=256)
+        assert relay.store is not None
+        for slot in held:
+            relay.store.append(slot, data, env.parse_outer(data).expires_at)
+        setup_s = time.monotonic() - started
+        pick = iter(range(10**9))
+
+        def fresh_ping() -> bytes:
+            near = held[next(pick) % len(held)]
+            return wire.encode_request(os.urandom(20), "ping", node_id_near(near, 150), [])
+
+        figures = await flood_while_pinging(relay, honest, attacker, fresh_ping, seconds=seconds, rate=rate, burst=0,
+                                            ping_every=ping_every)
+        figures.update(slots=slots, setup_s=round(setup_s, 1), silent_socket_received_bytes=attacker.bytes)
+        return figures
     finally:
         attacker.close()
         await shutdown([honest, relay])
@@ -759,7 +817,7 @@ async def reflection(tmp: Path, *, relays: int, wait_timeout: float = 1.0, deadl
         await asyncio.gather(*(r.closest(held) for r in net), *(r.closest(fresh) for r in net))
 
         def outstanding() -> int:
-            return sum(1 for r in net for entry in r.protocol._outstanding.values() if entry[2] == victim.addr)
+            return sum(outstanding_to(r, victim.addr) for r in net)
 
         quiet_checks = [0]
 
@@ -826,7 +884,7 @@ async def hop_budget(tmp: Path, *, relays: int, asked_hops: int = 8, hops: int =
         forwarded = lambda: sum(r.protocol.counters["gossip_forwarded"] for r in net)  # noqa: E731
         received = lambda: sum(  # noqa: E731
             1 for r in net for s, _ in getattr(r.protocol, "hops_seen", []) if s != attacker.address)
-        await wait_for(lambda: received() >= forwarded() and not any(r.protocol._tasks for r in net), timeout=deadline)
+        await wait_for(lambda: received() >= forwarded() and not any(busy(r) for r in net), timeout=deadline)
         relayed = [h for r in net for s, h in getattr(r.protocol, "hops_seen", []) if s != attacker.address]
         key = env.envelope_id(data)
         return {

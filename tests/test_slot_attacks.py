@@ -114,8 +114,19 @@ def test_digest_flood_at_the_per_peer_limit_leaves_honest_pings_answered(tmp_pat
     honest ping must be answered within the honest node's timeout (3 s, retransmissions included)."""
     figures = run(adv.digest_flood(tmp_path, entries=20_000, seconds=4.0, rate=100.0, burst=300))
     assert figures["entries"] == 20_000, show(figures)
-    assert figures["digest_requests_sent"] >= 600, show(figures)
+    assert figures["requests_sent"] >= 600, show(figures)
     assert figures["pings"] == 20, show(figures)
+    assert figures["pings_answered"] == figures["pings"], f"honest pings went unanswered: {show(figures)}"
+
+
+def test_fresh_id_pings_leave_honest_pings_answered_on_a_relay_holding_20000_slots(tmp_path: Path) -> None:
+    """Attack 3's sequel, the hand-off scan: a relay holds 20,000 slots next to its id; a socket that never answers
+    sends 20 pings a second for 4 s, each with a never-seen node id next to one of them (a newcomer the relay
+    would scan its slots for and hand data to), while an honest node pings the relay every 0.1 s. Every honest
+    ping must be answered within the honest node's timeout (3 s, retransmissions included)."""
+    figures = run(adv.fresh_id_pings(tmp_path, slots=20_000, seconds=4.0, rate=20.0))
+    assert figures["requests_sent"] >= 60, show(figures)
+    assert figures["pings"] == 40, show(figures)
     assert figures["pings_answered"] == figures["pings"], f"honest pings went unanswered: {show(figures)}"
 
 
