@@ -308,3 +308,17 @@ def test_unlock_errors_and_a_node_that_stops(tmp_path: Path, bg: ui.LoopThread) 
         assert not ui.pid_alive(pid)
 
     asyncio.run(main())
+
+
+def test_without_a_display_one_line_points_to_relay_and_node() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    for cmd in ([sys.executable, "-m", "app"], ["bash", "scripts/run.sh"]):
+        done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 2 and done.stdout == "", (cmd, done.stderr)
+        [line] = done.stderr.splitlines()
+        assert "no display" in line and "run.sh relay" in line and "run.sh node" in line
