@@ -59,7 +59,7 @@ def read_passphrase(confirm: bool = False, name: str = "") -> str:
     env = os.environ.get("KOMRADE_PASSPHRASE")
     if env:
         if confirm:
-            require_strong(env, name, " (KOMRADE_PASSPHRASE)")
+            require_strong(env, name, "KOMRADE_PASSPHRASE, ")
         return env
     if not sys.stdin.isatty():
         raise KomradeError("no passphrase: set KOMRADE_PASSPHRASE or run this in a terminal")
@@ -77,7 +77,7 @@ def require_strong(passphrase: str, name: str, source: str) -> None:
 
     result = check(passphrase, name)
     if not result.ok:
-        raise KomradeError(f"passphrase too weak{source} (strength {result.score}/4, {MIN_SCORE} needed): "
+        raise KomradeError(f"passphrase too weak ({source}strength {result.score} of 4, {MIN_SCORE} needed): "
                            f"{result.hint}")
 
 

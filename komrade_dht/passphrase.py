@@ -55,7 +55,7 @@ def check(passphrase: str, name: str = "") -> PassphraseCheck:
     score = int(result["score"])
     if length < MIN_LENGTH:
         return PassphraseCheck(False, min(score, MIN_SCORE - 1),
-                               f"Too short ({length} characters): use at least {MIN_LENGTH}, "
+                               f"Too short ({length} character{'s' if length > 1 else ''}): use at least {MIN_LENGTH}, "
                                "for example a few uncommon words.")
     if score < MIN_SCORE:
         feedback = result.get("feedback") or {}

@@ -4,8 +4,15 @@ Every party is its own `komrade` process on real loopback sockets; the QR is dec
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import os
+import pty
 import re
+import select
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,7 +137,7 @@ def test_init_refuses_a_weak_passphrase_in_one_line(tmp_path: Path, weak: str) -
     home = tmp_path / "weak"
     proc = run(["init", "--name", "Mallory"], home, passphrase=weak, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.startswith("komrade: error: passphrase too weak (KOMRADE_PASSPHRASE)")
+    assert proc.stderr.startswith("komrade: error: passphrase too weak (KOMRADE_PASSPHRASE, strength ")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     if len(weak) >= 4:
         assert weak not in proc.stderr  # the passphrase is never echoed
@@ -239,8 +246,6 @@ def scan(image: tuple[bytes, int, int]) -> list[str]:
 def test_the_render_harness_sees_the_inversion() -> None:
     """The check below means something: segno's plain half blocks (what `komrade address` printed before) scan
     on one theme only."""
-    import io
-
     out = io.StringIO()
     segno.make("komrade1test", error="m").terminal(out, compact=True)
     lines = out.getvalue().splitlines()
@@ -262,8 +267,6 @@ def test_address_qr_scans_on_dark_and_light_terminals(tmp_path: Path) -> None:
 
 
 def test_log_lines_are_escaped_but_tracebacks_keep_their_lines() -> None:
-    import logging
-
     from komrade_dht.cli import PrintableFormatter
 
     formatter = PrintableFormatter(logging.Formatter("%(levelname)s %(message)s"))
@@ -272,8 +275,45 @@ def test_log_lines_are_escaped_but_tracebacks_keep_their_lines() -> None:
     try:
         raise ValueError("boom\x1b[1A")
     except ValueError:
-        import sys
-
         record.exc_info = sys.exc_info()
     text = formatter.format(record)
     assert text.count("\n") >= 2 and "boom\\x1b[1A" in text and not unsafe_chars(text)
+
+
+def test_init_at_a_terminal_refuses_a_weak_passphrase_before_asking_again(tmp_path: Path) -> None:
+    """The passphrase typed at a real terminal (a pty: getpass reads /dev/tty) gets the same rule."""
+
+    def session(home: Path, answers: list[str]) -> tuple[str, int]:
+        env = {k: v for k, v in os.environ.items() if k != "KOMRADE_PASSPHRASE"}
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: the pty is its controlling terminal
+            os.execve(sys.executable, [sys.executable, "-m", "komrade_dht", "--data-dir", str(home), "init",
+                                       "--name", "Pat"], env)
+        out = b""
+        answered = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                prompts = out.count(b"passphrase: ") + out.count(b"again: ")
+                if answers and prompts > answered:  # answer each prompt once, after it is shown
+                    os.write(fd, answers.pop(0).encode() + b"\n")
+                    answered += 1
+        else:
+            os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        return out.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+
+    out, code = session(tmp_path / "weak", ["password123"])
+    assert code == 1 and "new passphrase:" in out and "again:" not in out
+    assert "passphrase too weak (strength 0 of 4, 3 needed): Too easy to guess." in out
+    out, code = session(tmp_path / "strong", ["violet tractor mumbles quietly"] * 2)
+    assert code == 0 and "again:" in out and "komrade1" in out, out
