@@ -103,11 +103,11 @@ def test_recipient_is_served_after_its_k_closest_holders_restart_empty(tmp_path:
             # the k closest lose everything: stopped, their files deleted, restarted empty on the same id and port
             for i, relay in enumerate(relays):
                 if relay in closest:
-                    node_id, (host, port) = relay.node.id, relay.address
+                    proof, (host, port) = relay.id_proof, relay.address
                     await relay.stop_async()
                     for f in (tmp_path / f"relay{i}").glob("relay.sqlite*"):
                         f.unlink()
-                    fresh = KomradeNode(Store(tmp_path / f"relay{i}" / "relay.sqlite"), config=config, node_id=node_id)
+                    fresh = KomradeNode(Store(tmp_path / f"relay{i}" / "relay.sqlite"), config=config, id_proof=proof)
                     await fresh.listen(port, host)
                     await fresh.bootstrap([relays[0].address if relays[0] not in closest else ranked[-1].address])
                     relays[i] = fresh

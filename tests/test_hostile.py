@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from komrade_dht import envelope as env
 from komrade_dht.identity import Identity
 from komrade_dht.node import KomradeNode, NodeConfig
+from komrade_dht.node import nodeid
 from komrade_dht.node.ratelimit import RateLimits
 from komrade_dht.storage import Store, StoreLimits
 
@@ -55,8 +56,8 @@ def test_fuzzed_datagrams_never_hurt_a_live_node(tmp_path: Path) -> None:
         try:
             throw()
             await wait_for(lambda: target.protocol.counters["datagrams_in"] >= len(thrown), timeout=10)
-            ok, node_id = await honest.protocol.call(addr, "ping")
-            assert ok and node_id == target.node.id, "the node still serves honest peers"
+            ok, answer = await honest.protocol.call(addr, "ping")
+            assert ok and nodeid.node_id(answer) == target.node.id, "the node still serves honest peers"
             assert loop_errors == []
             assert target.protocol.counters["handler_error"] == 0
             assert target.protocol.counters["dropped"] > len(thrown) // 2

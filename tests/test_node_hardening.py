@@ -38,7 +38,7 @@ from komrade_dht.storage import Store
 
 LOCAL = "127.0.0.1"
 #: Short timeouts: every test that waits for a silent peer stays well under a second per wait.
-FAST = NodeConfig(wait_timeout=0.4)
+FAST = NodeConfig(wait_timeout=0.4, id_bits=0)  # ids placed on purpose: no id puzzle
 TEST_DEADLINE = 20.0
 
 
@@ -534,7 +534,7 @@ async def test_store_refused_far_from_the_key(tmp_path: Path) -> None:
     """Guards against kademlia storing anything *anywhere*: a node that knows k nodes closer to a key than
     itself refuses to hold envelopes for it (``not_close``), so one peer cannot fill every node's disk."""
     async with Net(tmp_path) as net:
-        node = await net.node(config=NodeConfig(ksize=2, wait_timeout=0.4))
+        node = await net.node(config=NodeConfig(ksize=2, wait_timeout=0.4, id_bits=0))
         value = make_envelope()
         key = env.envelope_id(value)
         # two peers much closer to the key than the node (node ids are random: we pick the peers' next to key)
@@ -739,7 +739,7 @@ async def test_refresh_keeps_running_at_its_interval(tmp_path: Path, caplog: pyt
     self.refresh_table)`` and so drops its interval (back to the default after the first round). With
     refresh_interval=0.2 the job runs again and again, and never fails."""
     async with Net(tmp_path) as net:
-        node = await net.node(cls=CountingNode, config=NodeConfig(refresh_interval=0.2, wait_timeout=0.4))
+        node = await net.node(cls=CountingNode, config=NodeConfig(refresh_interval=0.2, wait_timeout=0.4, id_bits=0))
         await introduce(await net.peer(), node)
         await wait_for(lambda: node.refreshes >= 3, timeout=3.0)
     assert not [r for r in caplog.records if "periodic job" in r.getMessage()]

@@ -38,7 +38,7 @@ from .. import envelope as env
 from .. import gossip
 from ..errors import EnvelopeError, QuotaExceeded
 from ..storage import Store
-from . import wire
+from . import nodeid, wire
 from .ratelimit import PeerLimiter, RateLimits, TokenBuckets
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,15 @@ class KomradeProtocol(KademliaProtocol):
         limits: RateLimits = RateLimits(),
         gossip_config: gossip.GossipConfig = gossip.GossipConfig(),
         max_contacts: int = 0,
+        id_bits: int = 0,
+        id_proof: bytes | None = None,
     ) -> None:
         super().__init__(source_node, store, ksize)
+        #: leading zero bits a node id's proof must show on this network (:mod:`.nodeid`); our own proof
+        self.id_bits = id_bits
+        self.id_proof = id_proof
+        #: node id -> address of contacts that proved their id to us (answered a ping with a valid proof)
+        self._proven: OrderedDict[bytes, tuple[str, int]] = OrderedDict()
         self._wait_timeout = wait_timeout
         self.router = KomradeRoutingTable(self, ksize, source_node)
         self.store = store
@@ -217,6 +224,8 @@ class KomradeProtocol(KademliaProtocol):
         if isinstance(msg, wire.Response):
             self._accept_response(msg, addr)
             return
+        if self._failures:
+            self._failures.pop((addr[0], addr[1]), None)  # it is talking to us: back from a restart, not silent
         try:
             wire.check_args(msg.method, msg.args)
         except wire.BadMessage as exc:
@@ -332,7 +341,7 @@ class KomradeProtocol(KademliaProtocol):
         return self._handlers[msg.method](addr, *msg.args, budget=budget)
 
     def rpc_ping(self, sender: tuple[str, int], *, budget: int) -> tuple[bool, Any]:
-        return True, self.source_node.id
+        return True, self.id_proof if self.id_proof is not None else self.source_node.id
 
     def _contacts(self, key: bytes, sender: tuple[str, int], budget: int) -> list[list[Any]]:
         exclude = Node(bytes(20), sender[0], sender[1])
@@ -537,12 +546,35 @@ class KomradeProtocol(KademliaProtocol):
         async def verify() -> None:
             try:
                 ok, value = await self.call(addr, "ping", retransmit=False)
-                if ok and value == node.id:
+                if ok and nodeid.id_from_answer(value, self.id_bits) == node.id:
+                    self.mark_proven(node)
                     self.welcome_if_new(node)
             finally:
                 self._verifying.discard(addr)
 
         self.spawn(verify())
+
+    def mark_proven(self, node: Node) -> None:
+        """``node`` answered a ping with a valid proof of its id, from its address."""
+        self._proven.pop(node.id, None)
+        self._proven[node.id] = (node.ip, node.port)
+        if len(self._proven) > 20_000:
+            self._proven.popitem(last=False)
+
+    def proven(self, node: Node) -> bool:
+        """Whether ``node`` proved its id from its address (always, on a network with ``id_bits == 0``)."""
+        return self.id_bits == 0 or self._proven.get(node.id) == (node.ip, node.port)
+
+    async def prove(self, node: Node) -> bool:
+        """Ask ``node`` for the proof of its id (one ping) unless it already gave it; whether it is proven."""
+        if self.proven(node):
+            return True
+        ok, value = await self.call((node.ip, node.port), "ping")
+        if ok and nodeid.id_from_answer(value, self.id_bits) == node.id:
+            self.mark_proven(node)
+            return True
+        self.counters["unproven_id"] += 1
+        return False
 
     def welcome_if_new(self, node: Node) -> None:
         """Add ``node`` (which answered us) to the table; if it is new, queue it for the hand-off of slots it
@@ -641,14 +673,19 @@ class KomradeProtocol(KademliaProtocol):
             if result[1] is None and self._failures.get((node.ip, node.port), (0, 0.0))[0] >= FAILURES_TO_EVICT:
                 self.forget(node)
             return result
-        self.welcome_if_new(node)
+        if self.proven(node):
+            self.welcome_if_new(node)
+        else:
+            self._consider(node)
         return result
 
     # -- calls the crawlers make, with replies validated -------------------------------------------------
     async def call_ping(self, node_to_ask: Node) -> tuple[bool, Any]:
         ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "ping")
-        if ok and value != node_to_ask.id:
+        if ok and nodeid.id_from_answer(value, self.id_bits) != node_to_ask.id:
             ok, value = False, "wrong_id"
+        elif ok:
+            self.mark_proven(node_to_ask)
         return self.handle_call_response((ok, value), node_to_ask)
 
     async def call_find_node(self, node_to_ask: Node, node_to_find: Node) -> tuple[bool, Any]:
@@ -658,6 +695,8 @@ class KomradeProtocol(KademliaProtocol):
             ok, value = False, "bad_reply"
         if ok:
             value = [tuple(c) for c in value]
+        if ok and not await self.prove(node_to_ask):
+            ok, value = False, "unproven"  # a lookup counts only nodes that proved their id
         return self.handle_call_response((ok, value), node_to_ask)
 
     async def call_find_value(self, node_to_ask: Node, node_to_find: Node) -> tuple[bool, Any]:
@@ -672,6 +711,8 @@ class KomradeProtocol(KademliaProtocol):
         elif ok:
             self.counters["bad_reply"] += 1
             ok, value = False, "bad_reply"
+        if ok and not await self.prove(node_to_ask):
+            ok, value = False, "unproven"
         return self.handle_call_response((ok, value), node_to_ask)
 
     async def call_store(self, node_to_ask: Node, key: bytes, value: bytes) -> tuple[bool, Any]:

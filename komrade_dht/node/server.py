@@ -21,6 +21,7 @@ from .. import envelope as env
 from .. import gossip
 from ..errors import EnvelopeError, NetworkError
 from ..storage import Store
+from . import nodeid
 from .bootstrap import load_routing, save_routing
 from .crawling import Lookup
 from .reader import ReadLimits, ReadResult, SlotRead
@@ -57,6 +58,10 @@ class NodeConfig:
     """Per-peer request and write rate limits."""
     gossip: gossip.GossipConfig = gossip.GossipConfig()
     """Flooding and anti-entropy."""
+    id_bits: int = 16
+    """Leading zero bits a node id's proof must show (:mod:`.nodeid`, S/Kademlia's static puzzle): what placing an
+    id next to a chosen slot costs. 0 accepts any id (test networks that place ids on purpose). Every node of a
+    network must agree."""
     max_contacts: int = 0
     """Cap on routing-table contacts (0: kademlia's own bucket limits only). At the cap, a newcomer closer to us
     than our farthest contact replaces it; others are refused."""
@@ -75,12 +80,28 @@ class KomradeNode(Server):
         config: NodeConfig = NodeConfig(),
         node_id: bytes | None = None,
         state_dir: Path | None = None,
+        id_proof: bytes | None = None,
     ) -> None:
-        if node_id is None and store is not None:
+        proof: bytes | None = None
+        if id_proof is not None:  # an identity kept elsewhere (a lab restarting a node with an empty store)
+            if not nodeid.is_valid(id_proof, config.id_bits):
+                raise ValueError(f"id_proof does not show the {config.id_bits} bits of work this network asks for")
+            proof, node_id = id_proof, nodeid.node_id(id_proof)
+            if store is not None:
+                store.set_meta("id_proof", proof)
+        elif node_id is None and store is not None and config.id_bits > 0:
+            # a node that holds data proves its id (read-only nodes are in nobody's table: they need not)
+            proof = store.get_meta("id_proof")
+            if proof is None or not nodeid.is_valid(proof, config.id_bits):
+                proof = nodeid.mint(config.id_bits)
+                store.set_meta("id_proof", proof)
+            node_id = nodeid.node_id(proof)
+        elif node_id is None and store is not None:
             node_id = store.get_meta("node_id")
         node_id = node_id or os.urandom(20)
         if store is not None and store.get_meta("node_id") != node_id:
             store.set_meta("node_id", node_id)
+        self.id_proof = proof
         super().__init__(ksize=config.ksize, alpha=config.alpha, node_id=node_id, storage=None)
         self.config = config
         self.store = store
@@ -104,6 +125,8 @@ class KomradeNode(Server):
             limits=self.config.limits,
             gossip_config=self.config.gossip,
             max_contacts=self.config.max_contacts,
+            id_bits=self.config.id_bits,
+            id_proof=self.id_proof,
         )
 
     @property
@@ -222,10 +245,12 @@ class KomradeNode(Server):
 
     async def bootstrap_node(self, addr: tuple[str, int]) -> Node | None:
         assert self.protocol is not None
-        ok, node_id = await self.protocol.call(addr, "ping")
-        if not ok or not isinstance(node_id, bytes) or len(node_id) != 20 or node_id == self.node.id:
+        ok, answer = await self.protocol.call(addr, "ping")
+        node_id = nodeid.id_from_answer(answer, self.config.id_bits) if ok else None
+        if node_id is None or node_id == self.node.id:
             return None
         node = Node(node_id, addr[0], addr[1])
+        self.protocol.mark_proven(node)
         self.protocol.welcome_if_new(node)
         return node
 
