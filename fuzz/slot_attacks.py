@@ -73,6 +73,7 @@ def scenarios(args: argparse.Namespace) -> dict[str, Callable[[Path], Awaitable[
     return {
         "baseline": lambda tmp: adv.dm_scenario(tmp, hostile=None, **sync),
         "lying_holder": lambda tmp: adv.dm_scenario(tmp, hostile=adv.lying_holder, **sync),
+        "lying_holder_fake_heads": lambda tmp: adv.dm_scenario(tmp, hostile=adv.lying_holder_fake_heads, **sync),
         "junk": lambda tmp: adv.dm_scenario(tmp, hostile=adv.junk_in_slot(args.junk), **sync),
         "fill_one_source": lambda tmp: adv.dm_scenario(
             tmp, hostile=adv.fill_from_one_source(150), limits=StoreLimits(max_entries_per_slot=100), **sync),

@@ -18,6 +18,7 @@ Where the node's API changes, fix it here, in one place:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import os
 import struct
@@ -43,6 +44,11 @@ from komrade_dht.storage import Store, StoreLimits
 
 from .support import account, wait_for
 
+try:  # node ids that cost work (S/Kademlia's static puzzle), where the node has them
+    from komrade_dht.node import nodeid as _nodeid
+except ImportError:  # pragma: no cover - older nodes: ids are free
+    _nodeid = None  # type: ignore[assignment]
+
 LOCAL = "127.0.0.1"
 NO_SLOT = getattr(env, "NO_SLOT", bytes(20))
 
@@ -53,14 +59,19 @@ def _has_param(fn: Callable[..., Any], name: str) -> bool:
     return name in inspect.signature(fn).parameters
 
 
-def cheap_pow() -> env.PowParams:
-    """The test networks' proof of work: 0.01 trials per byte (real work, a few dozen trials per envelope), with the
-    cheapest hash settings the params allow (Argon2id's 8 KiB minimum where the trial is Argon2id)."""
+def pow_params(trials_per_byte: float) -> env.PowParams:
+    """Proof-of-work params with ``trials_per_byte`` and the cheapest hash settings the params allow (Argon2id's
+    8 KiB minimum where the trial is Argon2id), so a test pays in trials, not in memory bandwidth."""
     names = {f.name for f in fields(env.PowParams)}
     extra: dict[str, Any] = {}
     if "memlimit" in names:
         extra["memlimit"] = bindings.crypto_pwhash_argon2id_MEMLIMIT_MIN
-    return env.PowParams(trials_per_byte=0.01, **extra)
+    return env.PowParams(trials_per_byte=trials_per_byte, **extra)
+
+
+def cheap_pow() -> env.PowParams:
+    """The test networks' proof of work: 0.01 trials per byte (real work, a few dozen trials per envelope)."""
+    return pow_params(0.01)
 
 
 def mint(data: bytes, params: env.PowParams, slot: bytes, now: float | None = None) -> bytes:
@@ -151,22 +162,62 @@ def junk(slot: bytes, params: env.PowParams, count: int, *, size: int = 256, ttl
 
 
 def node_id_near(target: bytes, shared_bits: int = 144) -> bytes:
-    """A node id sharing its first ``shared_bits`` bits with ``target`` (and random below). Ids cost nothing today;
-    if they come to need a proof of work or a puzzle, solve it here."""
+    """An id (node id or slot id) sharing its first ``shared_bits`` bits with ``target``, random below. A node can
+    take such an id only on a network without id puzzles: see :func:`sybil_ids`."""
     free = 160 - shared_bits
     noise = int.from_bytes(os.urandom(20), "big") & ((1 << free) - 1)
     mask = ((1 << 160) - 1) ^ ((1 << free) - 1)
     return ((int.from_bytes(target, "big") & mask) | noise).to_bytes(20, "big")
 
 
-def sybil_ids(target: bytes, count: int = 8, shared_bits: int = 144) -> list[bytes]:
-    """``count`` distinct node ids next to ``target`` (a slot id): what an attacker places around a slot."""
-    out: set[bytes] = set()
-    while len(out) < count:
-        candidate = node_id_near(target, shared_bits)
-        if candidate != target:
-            out.add(candidate)
-    return sorted(out)
+def id_bits(config: NodeConfig) -> int:
+    """Leading zero bits a node id's proof must show on a network with ``config`` (0: ids are free)."""
+    return int(getattr(config, "id_bits", 0) or 0) if _nodeid is not None else 0
+
+
+class Placed:
+    """A node id an attacker placed, with the proof the network asks for (None where ids are free)."""
+
+    def __init__(self, node_id: bytes, proof: bytes | None) -> None:
+        self.node_id, self.proof = node_id, proof
+
+    def __repr__(self) -> str:
+        return f"Placed({self.node_id.hex()[:12]}, proof={'yes' if self.proof else 'no'})"
+
+
+def sybil_ids(target: bytes, count: int, config: NodeConfig, *, beat: list[bytes] = [],  # noqa: B006 (read only)
+              shared_bits: int = 144, max_proofs: int = 200_000) -> list[Placed]:
+    """``count`` distinct node ids next to ``target`` (a slot id), as an attacker places them around a slot.
+
+    Where ids are free (no puzzle), they share ``shared_bits`` bits with ``target``. Where a node id needs a proof
+    (``config.id_bits`` > 0, :mod:`komrade_dht.node.nodeid`), the attacker mints proofs, paying what an honest
+    node pays per proof, until ``count`` of them land closer to ``target`` than every id in ``beat`` (the honest
+    nodes near the slot, which any lookup shows); at most ``max_proofs`` proofs, then it keeps the closest it has.
+    """
+    bits = id_bits(config)
+    if bits == 0:
+        out: set[bytes] = set()
+        while len(out) < count:
+            candidate = node_id_near(target, shared_bits)
+            if candidate != target:
+                out.add(candidate)
+        return [Placed(i, None) for i in sorted(out)]
+    assert _nodeid is not None
+    bound = min((xor_distance(b, target) for b in beat), default=1 << 160)
+    best: list[tuple[int, bytes, bytes]] = []
+    for _ in range(max_proofs):
+        proof = _nodeid.mint(bits)
+        node_id = _nodeid.node_id(proof)
+        best.append((xor_distance(node_id, target), node_id, proof))
+        if sum(1 for d, _, _ in best if d < bound) >= count:
+            break
+    best.sort()
+    return [Placed(node_id, proof) for _, node_id, proof in best[:count]]
+
+
+def shared_prefix(a: bytes, b: bytes) -> int:
+    """Leading bits ``a`` and ``b`` have in common."""
+    return 160 - xor_distance(a, b).bit_length()
 
 
 def xor_distance(a: bytes, b: bytes) -> int:
@@ -176,15 +227,44 @@ def xor_distance(a: bytes, b: bytes) -> int:
 # ------------------------------------------------------------------------------------ hostile protocols
 
 
+def fake_head() -> bytes:
+    """The head (fixed fields and recipient header) of an envelope that does not exist: well formed, for nobody.
+    Costs a liar nothing (work is over the whole envelope, which the liar never has to produce)."""
+    data = raw_envelope(size=1024, ttl=86400)
+    return env.head(data) if hasattr(env, "head") else data[: env.FIXED_LEN + env.HEADER_LEN]
+
+
 class LyingHolder(KomradeProtocol):
-    """Issue 9, attack 1: lists 50 random ids per ``slot_page`` with an ever-rising cursor, for any slot; acks every
-    append and store without keeping anything; has nothing to give."""
+    """Issue 9, attack 1: a holder that lies about every slot. Its digest claims 20,000 entries (a digest of its
+    own, so a reader that groups holders by digest pages it); each ``slot_page`` lists 50 random ids with an
+    ever-rising cursor; ``get_heads`` has nothing for them (``fake_heads``: well-formed heads of envelopes that do
+    not exist, so a reader trial-decrypts each); appends and stores are acked and not kept; no blob to give."""
+
+    fake_heads = False
+
+    def rpc_slot_digest(self, sender: Any, slot: bytes, *args: Any, **kw: Any) -> tuple[bool, Any]:
+        self.counters["lies"] += 1
+        return True, [20_000, hashlib.blake2b(slot + self.source_node.id, digest_size=16).digest()]
 
     def rpc_slot_page(self, sender: Any, slot: bytes, cursor: int, limit: int, **kw: Any) -> tuple[bool, Any]:
         budget = kw.get("budget", wire.MAX_DATAGRAM)
         fit = max(1, min(50, (budget - 1 - 21 - 16) // 22))
         self.counters["lies"] += 1
         return True, [[os.urandom(20) for _ in range(fit)], cursor + 1]
+
+    def rpc_get_heads(self, sender: Any, ids: list[bytes], *args: Any, **kw: Any) -> tuple[bool, Any]:
+        self.counters["lies"] += 1
+        budget = kw.get("budget", wire.MAX_DATAGRAM)
+        out: list[bytes | None] = []
+        size = 1 + 21 + 8
+        for _ in ids:
+            item = fake_head() if self.fake_heads else None
+            cost = 3 + (len(item) if item is not None else 0)
+            if size + cost > budget:
+                break
+            size += cost
+            out.append(item)
+        return True, out
 
     def rpc_append(self, sender: Any, *args: Any, **kw: Any) -> tuple[bool, Any]:
         self.counters["fake_acks"] += 1
@@ -196,6 +276,12 @@ class LyingHolder(KomradeProtocol):
 
     def rpc_get_blob(self, sender: Any, *args: Any, **kw: Any) -> tuple[bool, Any]:
         return True, None
+
+
+class LyingHolderFakeHeads(LyingHolder):
+    """:class:`LyingHolder` that also fabricates a well-formed head for every id it lists."""
+
+    fake_heads = True
 
 
 class Sybil(KomradeProtocol):
@@ -260,9 +346,17 @@ def make_node(store: Store | None, *, protocol: type[KomradeProtocol] | None = N
 # ------------------------------------------------------------------------------------ networks
 
 
+#: Node-id puzzle of the test networks (where the node has one): cheap, like their proof of work; the attacker
+#: pays it as honest nodes do.
+TEST_ID_BITS = 8
+
+
 def net_config(**kw: Any) -> NodeConfig:
-    """The test networks' node configuration: cheap work, the rest as deployed unless ``kw`` says otherwise."""
+    """The test networks' node configuration: cheap envelope work and a cheap node-id puzzle, the rest as deployed
+    unless ``kw`` says otherwise."""
     kw.setdefault("pow", cheap_pow())
+    if "id_bits" in {f.name for f in fields(NodeConfig)}:
+        kw.setdefault("id_bits", TEST_ID_BITS)
     return NodeConfig(**kw)
 
 
@@ -291,15 +385,23 @@ def no_fsync(store: Store) -> Store:
 
 
 async def start_node(tmp: Path, config: NodeConfig, *, limits: StoreLimits = StoreLimits(),
-                     protocol: type[KomradeProtocol] | None = None, node_id: bytes | None = None,
+                     protocol: type[KomradeProtocol] | None = None, placed: Placed | None = None,
                      store: bool = True) -> KomradeNode:
-    """One listening node with its own store under ``tmp`` (no store: read-only)."""
+    """One listening node with its own store under ``tmp`` (no store: read-only), at the id ``placed`` if given
+    (with its proof: a node keeps its proof in its store, where the node finds it)."""
     global _counter
     _counter += 1
     home = tmp / f"n{_counter}-{os.urandom(3).hex()}"
     home.mkdir(parents=True)
     st = no_fsync(Store(home / "node.sqlite", limits)) if store else None
+    node_id = None
+    if placed is not None and placed.proof is not None and st is not None:
+        st.set_meta("id_proof", placed.proof)
+    elif placed is not None:
+        node_id = placed.node_id
     node = make_node(st, protocol=protocol, config=config, node_id=node_id, state_dir=home if store else None)
+    if placed is not None:
+        assert node.node.id == placed.node_id, "the node did not take the placed id (has the proof moved?)"
     await node.listen(0, LOCAL)
     return node
 
@@ -613,32 +715,65 @@ async def dm_scenario(tmp: Path, *, relays: int, config: NodeConfig, hostile: Ca
         messages = sync.pop("result") or []
         sync["delivered"] = any(m.text == text for m in messages)
         figures.update(sync)
+        hostile_nodes = [n for n in extra if isinstance(getattr(n, "protocol", None), (LyingHolder, Sybil))]
+        figures["hostile"] = {
+            "answers_lied": sum(n.protocol.counters["lies"] for n in hostile_nodes),
+            "slot_requests": sum(n.protocol.counters[f"rpc_{m}"] for n in hostile_nodes
+                                 for m in ("slot_digest", "slot_page", "get_heads")),
+            "fake_acks": sum(n.protocol.counters["fake_acks"] for n in hostile_nodes),
+        }
         figures["relays"] = relays
         return figures
     finally:
         await shutdown([*extra, *net], (alice, bob))
 
 
-async def lying_holder(tmp: Path, net: list[KomradeNode], slot: bytes, extra: list[Any]) -> dict[str, Any]:
-    """Attack 1's set-up: one node whose id shares 144 bits with ``slot`` runs :class:`LyingHolder`."""
-    liar = await start_node(tmp / "liar", net[0].config, protocol=LyingHolder, node_id=node_id_near(slot, 144))
+async def lying_holder(tmp: Path, net: list[KomradeNode], slot: bytes, extra: list[Any],
+                       protocol: type[LyingHolder] = LyingHolder) -> dict[str, Any]:
+    """Attack 1's set-up: one node, placed closer to ``slot`` than every honest relay (:func:`sybil_ids`), runs
+    ``protocol`` (:class:`LyingHolder`)."""
+    config = net[0].config
+    [placed] = sybil_ids(slot, 1, config, beat=[r.node.id for r in net])
+    liar = await start_node(tmp / "liar", config, protocol=protocol, placed=placed)
     extra.append(liar)
     await join(liar, net)
-    return {"liar_known_to_relays": sum(not r.protocol.router.is_new_node(liar.node) for r in net)}
+    return {
+        "liar_known_to_relays": sum(not r.protocol.router.is_new_node(liar.node) for r in net),
+        "liar_closest_to_slot": min(net + [liar], key=lambda n: xor_distance(n.node.id, slot)) is liar,
+        "liar_shared_bits": shared_prefix(liar.node.id, slot),
+    }
+
+
+async def lying_holder_fake_heads(tmp: Path, net: list[KomradeNode], slot: bytes,
+                                  extra: list[Any]) -> dict[str, Any]:
+    """Attack 1, harder: the liar also fabricates a well-formed head for every id it lists."""
+    return await lying_holder(tmp, net, slot, extra, protocol=LyingHolderFakeHeads)
 
 
 def sybils(count: int = 8, shared_bits: int = 144) -> Callable[..., Awaitable[Any]]:
-    """Attack 6's set-up: ``count`` :class:`Sybil` nodes with ids next to the slot, known to the network."""
+    """Attack 6's set-up: ``count`` :class:`Sybil` nodes with ids next to the slot (closer than every honest relay,
+    paying the id puzzle where there is one), known to the network."""
 
     async def setup(tmp: Path, net: list[KomradeNode], slot: bytes, extra: list[Any]) -> dict[str, Any]:
         nodes = []
-        for node_id in sybil_ids(slot, count, shared_bits):
-            node = await start_node(tmp / "sybils", net[0].config, protocol=Sybil, node_id=node_id)
+        started = time.monotonic()
+        placed = sybil_ids(slot, count, net[0].config, beat=[r.node.id for r in net], shared_bits=shared_bits)
+        placing_s = time.monotonic() - started
+        for one in placed:
+            node = await start_node(tmp / "sybils", net[0].config, protocol=Sybil, placed=one)
             extra.append(node)
             nodes.append(node)
         for node in nodes:
             await join(node, net)
-        return {"sybils": count, "shared_bits": shared_bits}
+        ranked = sorted(net + nodes, key=lambda n: xor_distance(n.node.id, slot))
+        return {
+            "sybils": count,
+            "id_bits": id_bits(net[0].config),
+            "placing_s": round(placing_s, 2),
+            "sybils_among_8_closest": sum(1 for n in ranked[:8] if n in nodes),
+            "min_shared_bits": min(shared_prefix(n.node.id, slot) for n in nodes),
+            "sybils_known_to_relays": sum(not r.protocol.router.is_new_node(n.node) for r in net for n in nodes),
+        }
 
     return setup
 
@@ -844,27 +979,35 @@ async def reflection(tmp: Path, *, relays: int, wait_timeout: float = 1.0, deadl
         await shutdown(net)
 
 
-async def stuffing(tmp: Path, *, relays: int, slots_per_relay: int, targets: int = 3) -> dict[str, Any]:
-    """Attack 3: one envelope (work for one slot) appended to ``slots_per_relay`` made-up slot ids next to each of
-    ``targets`` relays, from one attacker socket. Returns how many appends each relay accepted."""
-    config = net_config(gossip=GossipConfig(anti_entropy_interval=0))
+async def stuffing(tmp: Path, *, relays: int, slots_per_relay: int, targets: int = 3,
+                   trials: int = 20_000) -> dict[str, Any]:
+    """Attack 3: one envelope (256 bytes, one day to live, work for one slot) appended from one attacker socket to
+    ``slots_per_relay`` made-up slot ids next to each of ``targets`` relays, then to the slot its work was done for.
+    The network's work is ``trials`` expected trials for that envelope: where work binds the slot, a made-up slot
+    passes by luck with probability 1/trials (20,000: two lucky passes among 200 slots, ~5e-5). Returns how many
+    appends each relay accepted."""
+    ttl = 86400
+    params = pow_params(trials / ((256 + 1000) * (1 + ttl / 2**16)))
+    config = net_config(pow=params, gossip=GossipConfig(anti_entropy_interval=0))
     net = await start_network(tmp, relays, config)
     attacker = (await attacker_nodes(1, config))[0]
     try:
         victims = net[:targets]
-        first_slot = node_id_near(victims[0].node.id, 120)
-        data = mint(raw_envelope(size=256), config.pow, first_slot)
+        real_slot = node_id_near(victims[0].node.id, 120)
+        started = time.monotonic()
+        data = await asyncio.to_thread(mint, raw_envelope(size=256, ttl=ttl), params, real_slot)
+        mint_s = time.monotonic() - started
         accepted = []
         entries = []
         for relay in victims:
-            made_up = [first_slot] if relay is victims[0] else []
-            while len(made_up) < slots_per_relay:
-                made_up.append(node_id_near(relay.node.id, 120))
+            made_up = [node_id_near(relay.node.id, 120) for _ in range(slots_per_relay)]
             before = relay.store.stats().slot_entries
             replies = await asyncio.gather(*(attacker.protocol.call(relay.address, "append", s, data) for s in made_up))
             accepted.append(sum(1 for ok, _ in replies if ok))
             entries.append(relay.store.stats().slot_entries - before)
-        return {"slots_tried_per_relay": slots_per_relay, "accepted": accepted, "slot_entries_added": entries}
+        ok, why = await attacker.protocol.call(victims[0].address, "append", real_slot, data)
+        return {"slots_tried_per_relay": slots_per_relay, "accepted": accepted, "slot_entries_added": entries,
+                "own_slot_accepted": ok, "own_slot_refusal": None if ok else why, "mint_s": round(mint_s, 2)}
     finally:
         await shutdown([attacker, *net])
 

@@ -43,15 +43,20 @@ def show(figures: dict[str, Any]) -> str:
 
 
 def test_lying_holder_next_to_the_slot_costs_the_reader_a_bounded_sync(tmp_path: Path) -> None:
-    """Attack 1, a lying holder: a node whose id shares 144 bits with Bob's slot answers every slot_page with 50
-    random ids and a rising cursor and acks appends without storing. After Alice's DM, Bob's sync must deliver the
+    """Attack 1, a lying holder: a node whose id is the closest to Bob's slot (144 shared bits where ids are free;
+    a proof minted until it lands closer than every honest relay where ids need one) answers every slot_page with 50
+    random ids and a rising cursor (its digest claims 20,000 entries, so a reader that groups holders by digest pages
+    it; it has no head nor blob for any id) and acks appends without storing. After Alice's DM, Bob's sync must deliver the
     real DM, send <= 2,000 datagrams, keep >= 90% of his routing table, and finish (hang guard 60 s)."""
     figures = run(adv.dm_scenario(
         tmp_path, relays=RELAYS, config=adv.net_config(), hostile=adv.lying_holder,
         timeout=SYNC_GUARD, abort_datagrams=SYNC_DATAGRAMS,
     ))
-    assert figures["attack"]["liar_known_to_relays"] > 0, "the liar must be in the network for the test to mean much"
+    attack = figures["attack"]
+    assert attack["liar_known_to_relays"] > 0 and attack["liar_closest_to_slot"], (
+        f"the liar must be in the network, next to the slot, for the test to mean much: {show(figures)}")
     assert figures["finished"], f"Bob's sync did not finish: {show(figures)}"
+    assert figures["hostile"]["answers_lied"] > 0, f"Bob's sync never asked the liar: {show(figures)}"
     assert figures["datagrams_out"] <= SYNC_DATAGRAMS, show(figures)
     assert figures["routing_kept"] >= 0.9, show(figures)
     assert figures["delivered"], f"the real DM was not delivered: {show(figures)}"
@@ -90,11 +95,13 @@ def test_junk_from_one_source_cannot_make_holders_refuse_an_honest_dm(tmp_path: 
 
 
 def test_one_envelope_is_accepted_into_at_most_one_slot_per_node(tmp_path: Path) -> None:
-    """Attack 3, stuffing: one envelope (work done once, for one slot) appended from one socket to 200 made-up slot
-    ids next to each of 3 relays. Each relay must accept it into at most one slot."""
+    """Attack 3, stuffing: one envelope (work done once, for one slot; 20,000 expected trials so that luck does not
+    count) appended from one socket to 200 made-up slot ids next to each of 3 relays. Each relay must accept it into
+    at most one of them; and the slot the work was done for still takes it."""
     figures = run(adv.stuffing(tmp_path, relays=10, slots_per_relay=200, targets=3))
     assert max(figures["accepted"]) <= 1, show(figures)
     assert max(figures["slot_entries_added"]) <= 1, show(figures)
+    assert figures["own_slot_accepted"], show(figures)
 
 
 def test_work_bound_to_one_slot_is_refused_for_another() -> None:
@@ -139,14 +146,19 @@ def test_ping_from_a_silent_address_reflects_at_most_three_times_its_bytes(tmp_p
 
 
 def test_eight_sybils_next_to_the_slot_do_not_eclipse_the_reader(tmp_path: Path) -> None:
-    """Attack 6, eclipse: 8 nodes with ids sharing 144 bits with Bob's slot ack appends, store nothing and list
-    nothing. After Alice's DM, Bob's sync (hang guard 60 s, <= 2,000 datagrams) must still deliver it."""
+    """Attack 6, eclipse: 8 nodes with ids closer to Bob's slot than every honest relay (144 shared bits where ids are
+    free; where ids need a proof, minted until they land there, paying the network's puzzle) ack appends, store
+    nothing and list nothing. After Alice's DM, Bob's sync (hang guard 60 s, <= 2,000 datagrams) must deliver it."""
     figures = run(adv.dm_scenario(
         tmp_path, relays=RELAYS, config=adv.net_config(), hostile=adv.sybils(8, 144),
         timeout=SYNC_GUARD, abort_datagrams=SYNC_DATAGRAMS,
     ))
+    assert figures["attack"]["sybils_among_8_closest"] == 8, f"the sybils must surround the slot: {show(figures)}"
+    assert figures["attack"]["sybils_known_to_relays"] > 0, show(figures)
     assert figures["send"] == "ok", show(figures)
     assert figures["finished"], show(figures)
+    assert figures["datagrams_out"] <= SYNC_DATAGRAMS, show(figures)
+    assert figures["hostile"]["slot_requests"] > 0, f"Bob's sync never asked a sybil: {show(figures)}"
     assert figures["delivered"], f"8 sybils eclipsed Bob's slot: {show(figures)}"
 
 
