@@ -217,6 +217,13 @@ def _decode(data: object) -> list[Any]:
     return fields
 
 
+def key_of(data: bytes) -> bytes:
+    """The key a record claims to live under (from its public key and salt); raises RecordError if malformed.
+    Checking it still takes :func:`verify_record`."""
+    _, public_key, salt, *_ = _decode(data)
+    return record_key(public_key, salt)
+
+
 def verify_record(key: bytes, data: bytes, now: float | None = None) -> Record:
     """Check a record fetched or offered under ``key`` and return it; every holder and every reader calls this.
 

@@ -30,6 +30,8 @@ from kademlia.utils import digest
 
 from komrade_dht import codec
 from komrade_dht import envelope as env
+from komrade_dht import records
+from komrade_dht.identity import Identity
 from komrade_dht.errors import NetworkError
 from komrade_dht.node import KomradeNode, NodeConfig
 from komrade_dht.node import protocol as proto
@@ -584,6 +586,10 @@ async def test_replies_never_exceed_three_times_the_request(tmp_path: Path) -> N
         big_id = env.envelope_id(big)
         node.store.put_blob(big_id, big, env.parse_outer(big).expires_at)
         slot = os.urandom(20)
+        owner = Identity.generate()
+        record = records.make_record(owner, b"profile", 1, os.urandom(700), int(time.time()) + 600)
+        record_key = records.record_key(owner.verify_key, b"profile")
+        node.store.put_record(record_key, 1, record, int(time.time()) + 600)
         entries = [make_envelope(work=False) for _ in range(60)]
         for e in entries:
             node.store.append(slot, e, env.parse_outer(e).expires_at)
@@ -605,6 +611,8 @@ async def test_replies_never_exceed_three_times_the_request(tmp_path: Path) -> N
             ("gossip", (slot, gossiped, 0)),
             ("slot_digest", (slot,)),
             ("get_heads", ([env.envelope_id(e) for e in entries[:16]],)),
+            ("put_record", (os.urandom(20), os.urandom(600))),
+            ("get_record", (record_key,)),
         ]
         missing = set(wire.ARGS) - {method for method, _ in calls}
         assert not missing, f"RPCs without an amplification check: add them to this test: {missing}"
@@ -630,6 +638,7 @@ async def test_replies_never_exceed_three_times_the_request(tmp_path: Path) -> N
             ("get_blob", (big_id,), lambda v: v == big),
             ("slot_page", (slot, 0, 256), lambda v: len(v[0]) > len(page.value[0])),
             ("get_heads", ([env.envelope_id(e) for e in entries[:16]],), lambda v: len(v) >= 10),
+            ("get_record", (record_key,), lambda v: v == record),
         ]:
             request, reply, decoded = await attacker.request(
                 node.address, method, *args, sender_id=attacker.node_id, pad_to=proto.PAD_TO[method]

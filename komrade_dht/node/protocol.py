@@ -35,8 +35,8 @@ from kademlia.protocol import KademliaProtocol
 from kademlia.routing import RoutingTable
 
 from .. import envelope as env
-from .. import gossip
-from ..errors import EnvelopeError, QuotaExceeded
+from .. import gossip, records
+from ..errors import EnvelopeError, QuotaExceeded, RecordError
 from ..storage import Store
 from . import nodeid, wire
 from .ratelimit import PeerLimiter, RateLimits, TokenBuckets
@@ -44,7 +44,9 @@ from .ratelimit import PeerLimiter, RateLimits, TokenBuckets
 log = logging.getLogger(__name__)
 
 #: How many bytes a request pads itself to, by method, so that its reply fits the 3x rule.
-PAD_TO = {"find_node": 300, "find_value": 380, "get_blob": 380, "slot_page": 380, "get_heads": 420}
+PAD_TO = {
+    "find_node": 300, "find_value": 380, "get_blob": 380, "slot_page": 380, "get_heads": 420, "get_record": 330
+}
 #: Consecutive timeouts after which a peer is dropped from the routing table and skipped for the quiet period.
 FAILURES_TO_EVICT = 2
 #: Retransmissions of an unanswered request within its timeout.
@@ -172,6 +174,8 @@ class KomradeProtocol(KademliaProtocol):
             "gossip": self.rpc_gossip,
             "slot_digest": self.rpc_slot_digest,
             "get_heads": self.rpc_get_heads,
+            "put_record": self.rpc_put_record,
+            "get_record": self.rpc_get_record,
         }
 
     # -- tasks -------------------------------------------------------------------------------------------
@@ -504,6 +508,36 @@ class KomradeProtocol(KademliaProtocol):
         ids, next_cursor = self.store.read_slot(slot, cursor, min(limit, fit))
         return True, [ids, next_cursor]
 
+    def rpc_put_record(self, sender: tuple[str, int], key: bytes, data: bytes, *, budget: int) -> tuple[bool, Any]:
+        """Keep a signed mutable record (BEP 44): only one whose signature verifies under ``key`` and whose ``seq``
+        is higher than what we hold; nobody but its owner can write it, nobody can roll it back."""
+        if self.store is None or self.read_only:
+            return False, "read_only"
+        try:
+            record = records.verify_record(key, data)
+        except RecordError as exc:
+            return False, _record_code(exc)
+        if not self.is_close_to(key):
+            return False, "not_close"
+        if not self.limiter.allow_write(sender, len(data), time.monotonic()):
+            return False, "write_rate_limited"
+        held = self.store.get_record(key)
+        if held is not None:
+            try:
+                if not records.supersedes(records.verify_record(key, held[1]), record):
+                    return True, True  # the very record we hold
+            except RecordError as exc:  # older (a rollback) or conflicting
+                return False, _record_code(exc)
+        try:
+            stored = self.store.put_record(key, record.seq, data, record.expires_at)
+        except QuotaExceeded:
+            return False, "quota"
+        return (True, True) if stored else (False, "record_stale")
+
+    def rpc_get_record(self, sender: tuple[str, int], key: bytes, *, budget: int) -> tuple[bool, Any]:
+        held = self.store.get_record(key) if self.store is not None else None
+        return True, None if held is None else held[1]
+
     def rpc_burn(self, sender: tuple[str, int], key: bytes, secret: bytes, *, budget: int) -> tuple[bool, Any]:
         """Delete an envelope whoever reveals its burn secret: no identity needed, only knowledge of the content."""
         held = self.store.get_blob(key) if self.store is not None else None
@@ -750,6 +784,17 @@ class KomradeProtocol(KademliaProtocol):
             ok, value = False, "bad_reply"
         return self.handle_call_response((ok, value), node_to_ask)
 
+    async def call_put_record(self, node_to_ask: Node, key: bytes, data: bytes) -> tuple[bool, Any]:
+        result = await self.call((node_to_ask.ip, node_to_ask.port), "put_record", key, data)
+        return self.handle_call_response(result, node_to_ask)
+
+    async def call_get_record(self, node_to_ask: Node, key: bytes) -> tuple[bool, Any]:
+        ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "get_record", key)
+        if ok and value is not None and not (isinstance(value, bytes) and len(value) <= 900):
+            self.counters["bad_reply"] += 1
+            ok, value = False, "bad_reply"
+        return self.handle_call_response((ok, value), node_to_ask)
+
     async def call_get_heads(self, node_to_ask: Node, ids: list[bytes]) -> tuple[bool, Any]:
         ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "get_heads", ids)
         if ok and not (
@@ -781,3 +826,9 @@ def source_key(addr: tuple[str, int]) -> str:
     if ip.version == 6:
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+def _record_code(exc: RecordError) -> str:
+    """The short error code a refused record is answered with (the class name, snake case)."""
+    name = type(exc).__name__.removeprefix("Record")
+    return "record_" + "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")

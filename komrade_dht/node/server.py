@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -18,8 +19,8 @@ from kademlia.network import Server
 from kademlia.node import Node
 
 from .. import envelope as env
-from .. import gossip
-from ..errors import EnvelopeError, NetworkError
+from .. import gossip, records
+from ..errors import EnvelopeError, NetworkError, RecordError
 from ..storage import Store
 from . import nodeid
 from .bootstrap import load_routing, save_routing
@@ -283,6 +284,90 @@ class KomradeNode(Server):
                 f"no node acknowledged the envelope ({len(slot_nodes)} slot holders tried): is the network reachable?"
             )
         return acks
+
+    async def store_blobs(self, blobs: list[bytes], concurrency: int = 16) -> int:
+        """Store each envelope under its own id on the id's k closest nodes (content-addressed chunks, carrying
+        proof of work for ``NO_SLOT``), at most ``concurrency`` at a time. Returns how many blobs were acknowledged
+        by at least one holder; raises NetworkError naming how many got none."""
+        assert self.protocol is not None
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(data: bytes) -> bool:
+            async with gate:
+                key = env.envelope_id(data)
+                nodes = await self.closest(key)
+                results = await asyncio.gather(*(self.protocol.call_store(n, key, data) for n in nodes))
+                held = any(ok for ok, _ in results)
+                if self.store is not None and self.protocol.is_close_to(key):
+                    self.store.put_blob(key, data, env.parse_outer(data).expires_at)
+                    held = True
+                return held
+
+        for data in blobs:
+            env.parse_outer(data)
+        acked = await asyncio.gather(*(one(b) for b in blobs))
+        failed = acked.count(False)
+        if failed:
+            raise NetworkError(f"{failed} of {len(blobs)} blobs were acknowledged by no node: is the network reachable?")
+        return len(blobs)
+
+    async def fetch_blobs(self, ids: list[bytes], concurrency: int = 16) -> dict[bytes, bytes]:
+        """The envelopes stored under ``ids`` (by :meth:`store_blobs`), looked up in parallel, each checked against
+        its id; ids nobody could produce are absent from the result."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(key: bytes) -> tuple[bytes, bytes | None]:
+            async with gate:
+                return key, await self.get_blob(key)
+
+        return {k: v for k, v in await asyncio.gather(*(one(i) for i in ids)) if v is not None}
+
+    async def put_record(self, data: bytes) -> int:
+        """Store a signed mutable record (:mod:`komrade_dht.records`) on the k closest nodes to its key; returns
+        how many accepted it. Raises RecordError if it is not valid, NetworkError if nobody accepted it."""
+        assert self.protocol is not None
+        key = records.key_of(data)
+        records.verify_record(key, data)
+        nodes = await self.closest(key)
+        results = await asyncio.gather(*(self.protocol.call_put_record(n, key, data) for n in nodes))
+        acks = sum(1 for ok, _ in results if ok)
+        if self.store is not None and self.protocol.is_close_to(key):
+            acks += self.protocol.rpc_put_record(self.address, key, data, budget=0)[0]
+        if acks == 0:
+            refusals = sorted({str(v) for ok, v in results if not ok and v})
+            raise NetworkError(f"no node accepted the record ({len(nodes)} tried; refusals: {refusals or 'none'})")
+        return acks
+
+    async def get_record(self, key: bytes) -> bytes | None:
+        """The newest valid record under ``key`` among its k closest holders (each answer verified; forged,
+        misplaced and expired ones ignored); holders that answered with an older one get the newest back."""
+        assert self.protocol is not None
+        nodes = await self.closest(key)
+        answers = await asyncio.gather(*(self.protocol.call_get_record(n, key) for n in nodes))
+        found: list[tuple[Node, records.Record | None]] = []
+        best: records.Record | None = None
+        if self.store is not None and (held := self.store.get_record(key)) is not None:
+            with contextlib.suppress(RecordError):
+                best = records.verify_record(key, held[1])
+        for node, (ok, value) in zip(nodes, answers):
+            record = None
+            if ok and isinstance(value, bytes):
+                try:
+                    record = records.verify_record(key, value)
+                except RecordError:
+                    self.protocol.counters["bad_record"] += 1
+            found.append((node, record))
+            if record is not None:
+                try:
+                    best = record if best is None else records.newer(best, record)
+                except RecordError:
+                    self.protocol.counters["record_conflict"] += 1
+        if best is None:
+            return None
+        for node, record in found:
+            if record is None or record.seq < best.seq:
+                self.protocol.spawn(self.protocol.call_put_record(node, key, best.data))
+        return best.data
 
     async def burn(self, key: bytes, secret: bytes, slots: list[bytes] = []) -> int:  # noqa: B006 (read only)
         """Ask every holder of envelope ``key`` (near its id and near each of ``slots``) to delete it, proving the

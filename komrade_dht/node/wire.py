@@ -137,6 +137,8 @@ ARGS: dict[str, list[Callable[[Any], bool]]] = {
     "burn": [is_id, lambda v: isinstance(v, bytes) and len(v) == 16],
     "gossip": [is_id, lambda v: isinstance(v, bytes), lambda v: is_uint(v, 8)],
     "slot_digest": [is_id],
+    "put_record": [is_id, lambda v: isinstance(v, bytes) and len(v) <= 900],
+    "get_record": [is_id],
     "get_heads": [lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_HEADS and all(is_id(i) for i in v)],
 }
 
