@@ -9,6 +9,7 @@ from typing import Any
 from kivy.base import ExceptionHandler, ExceptionManager
 from kivy.core.window import Window
 from kivy.metrics import dp
+from kivy.uix.screenmanager import NoTransition
 from kivymd.app import MDApp
 from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.navigationrail import (
@@ -68,7 +69,7 @@ class Shell(MDBoxLayout):
             item.bind(on_release=lambda _item, name=spec.name: app.show(name))
             self.items[spec.name] = item
             self.rail.add_widget(item)
-        self.manager = MDScreenManager()
+        self.manager = MDScreenManager(transition=NoTransition())  # a desktop window: switch at once
         self.screens: dict[str, Any] = {}
         for spec in SCREENS:
             screen = spec.load()(app, spec.title, name=spec.name)

@@ -67,6 +67,14 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str =
 async def press(widget: Any) -> None:
     """Touch the middle of ``widget`` where it is drawn, as a finger would, and let the UI react."""
     await frames(2)
+    assert widget.get_root_window() is not None, f"{widget} is not on screen (replaced or never shown)"
+    # Layout settles over a few frames (label heights, then their boxes): touch where it stays, as an eye would.
+    deadline = time.monotonic() + 10
+    where = None
+    while where != (widget.to_window(*widget.center), tuple(widget.size)):
+        where = (widget.to_window(*widget.center), tuple(widget.size))
+        assert time.monotonic() < deadline, f"{widget} keeps moving"
+        await frames(2)
     x, y = widget.to_window(*widget.center)
     assert 0 <= x <= Window.width and 0 <= y <= Window.height, f"{widget} is off screen at {(x, y)}"
     touch = UnitTestTouch(x, y)

@@ -29,6 +29,10 @@ class ChatsScreen(BaseScreen):
     def refresh(self, *_: Any) -> None:
         b = self.app.backend
         convs = conversations(b.messages, b.sent, b.contacts)
+        shown = tuple((c.fingerprint, c.name, c.request, c.unread, c.last.id) for c in convs)
+        if shown == getattr(self, "_shown", None):
+            return  # nothing visible changed: keep the widgets
+        self._shown = shown
         self.cards: dict[str, Any] = {}
         self.request_cards: dict[str, Any] = {}
         self.list_box.clear_widgets()

@@ -115,6 +115,10 @@ class ContactsScreen(BaseScreen):
         manager.show(str(Path.home()))
 
     def refresh(self, *_: Any) -> None:
+        shown = tuple(self.app.backend.contacts)
+        if shown == getattr(self, "_shown", None):
+            return  # nothing visible changed: keep the widgets
+        self._shown = shown
         self.list_box.clear_widgets()
         self.rows: dict[str, Any] = {}
         contacts = self.app.backend.contacts
@@ -124,16 +128,18 @@ class ContactsScreen(BaseScreen):
             mark = "verified" if contact.verified else "not verified"
             text = column(label(contact.name, style="Title", role="medium"),
                           label(f"{contact.fingerprint}  ({mark})", role="small"), spacing=2)
-            actions = row(
-                icon_button("message-text", lambda c=contact: self.app.show("thread", peer=c.address, name=c.name)),
-                icon_button("pencil", lambda c=contact: self.rename(c)),
-                icon_button("shield-check", lambda c=contact: self.app.show("verify", contact=c)),
-                icon_button("delete", lambda c=contact: self.remove(c)),
-                size_hint_x=None, width=dp(200), spacing=0)
+            buttons = {
+                "message": icon_button("message-text",
+                                       lambda c=contact: self.app.show("thread", peer=c.address, name=c.name)),
+                "rename": icon_button("pencil", lambda c=contact: self.rename(c)),
+                "verify": icon_button("shield-check", lambda c=contact: self.app.show("verify", contact=c)),
+                "remove": icon_button("delete", lambda c=contact: self.remove(c)),
+            }
+            actions = row(*buttons.values(), size_hint_x=None, width=dp(200), spacing=0)
             card = MDCard(row(text, actions, padding=dp(8)), style="outlined", size_hint_y=None, padding=dp(4))
             card.bind(minimum_height=card.setter("height"))
             card.height = dp(72)
-            card.actions = actions
+            card.buttons = buttons
             self.rows[contact.name] = card
             self.list_box.add_widget(card)
 

@@ -74,19 +74,24 @@ class ThreadScreen(BaseScreen):
         peer, name = self.context.get("peer", ""), self.context.get("name", "")
         self.header.text = name or "Conversation"
         self.fp_label.text = f"fingerprint {peer_fingerprint(peer)}"
-        self.bubbles.clear_widgets()
-        self.bubble_widgets: dict[str, Any] = {}
         conv = self.conversation()
         items = conv.items if conv else []
         if conv is not None and conv.request:
             self.fp_label.text += "   (not a contact: a message request)"
+        unread = [i.id for i in items if not i.mine and not i.read]
+        if unread:
+            self.app.backend.mark_read(unread)
+        shown = (peer, tuple((i.id, i.acks) for i in items))
+        if shown == getattr(self, "_shown", None):
+            self._budget()
+            return  # nothing visible changed: keep the widgets (a finger may be on one)
+        self._shown = shown
+        self.bubbles.clear_widgets()
+        self.bubble_widgets: dict[str, Any] = {}
         if not items:
             self.bubbles.add_widget(label("No messages yet.", role="medium"))
         for item in items:
             self.bubbles.add_widget(self._bubble(item))
-        unread = [i.id for i in items if not i.mine and not i.read]
-        if unread:
-            self.app.backend.mark_read(unread)
         self._budget()
 
     def _bubble(self, item: Any) -> Any:
@@ -94,8 +99,10 @@ class ThreadScreen(BaseScreen):
         text = label(item.text)
         parts = [text, label(meta, role="small")]
         content = column(*parts, spacing=2)
+        burn = None
         if not item.mine:
-            content = row(content, icon_button("fire", lambda i=item: self.burn(i.id)), spacing=0)
+            burn = icon_button("fire", lambda i=item: self.burn(i.id))
+            content = row(content, burn, spacing=0)
         card = MDCard(content, style="filled" if item.mine else "outlined", size_hint=(0.75, None), padding=dp(10))
         card.bind(minimum_height=card.setter("height"))
         card.height = dp(64)
@@ -103,6 +110,7 @@ class ThreadScreen(BaseScreen):
         if item.mine:
             wrapper.add_widget(MDBoxLayout(size_hint_x=0.25))
         wrapper.add_widget(card)
+        card.burn_button = burn
         self.bubble_widgets[item.id] = card
         return wrapper
 
