@@ -67,13 +67,13 @@ def test_cli_shows_and_restores(tmp_path) -> None:
         return subprocess.run([sys.executable, "-m", "komrade_dht", "--data-dir", str(home), *args], env=full,
                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
-    made = komrade(tmp_path / "a", "init", "--name", "Ann", KOMRADE_PASSPHRASE="first words")
+    made = komrade(tmp_path / "a", "init", "--name", "Ann", KOMRADE_PASSPHRASE="violet harbour gramophone 77")
     assert made.returncode == 0, made.stderr
-    text = komrade(tmp_path / "a", "recovery", KOMRADE_PASSPHRASE="first words").stdout.strip()
+    text = komrade(tmp_path / "a", "recovery", KOMRADE_PASSPHRASE="violet harbour gramophone 77").stdout.strip()
     assert len(text) == 69
     typo = ("X" if text[0] != "X" else "Y") + text[1:]
-    bad = komrade(tmp_path / "b", "init", "--restore", "--name", "Ann", KOMRADE_PASSPHRASE="new", KOMRADE_RECOVERY=typo)
+    bad = komrade(tmp_path / "b", "init", "--restore", "--name", "Ann", KOMRADE_PASSPHRASE="copper lantern meadow 5150", KOMRADE_RECOVERY=typo)
     assert bad.returncode == 1 and "typo" in bad.stderr and not (tmp_path / "b" / "identity.keystore").exists()
-    again = komrade(tmp_path / "b", "init", "--restore", "--name", "Ann", KOMRADE_PASSPHRASE="new", KOMRADE_RECOVERY=text)
+    again = komrade(tmp_path / "b", "init", "--restore", "--name", "Ann", KOMRADE_PASSPHRASE="copper lantern meadow 5150", KOMRADE_RECOVERY=text)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[1:] == made.stdout.splitlines()[1:]  # same address and fingerprint
