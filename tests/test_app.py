@@ -321,3 +321,35 @@ def test_without_a_display_one_line_points_to_relay_and_node() -> None:
         assert done.returncode == 2 and done.stdout == "", (cmd, done.stderr)
         [line] = done.stderr.splitlines()
         assert "no display" in line and "run.sh relay" in line and "run.sh node" in line
+
+
+def test_restore_from_recovery_text(tmp_path: Path, bg: ui.LoopThread) -> None:
+    """The first screen restores an identity from its recovery text (a typo is refused inline)."""
+    async def main() -> None:
+        relays = bg.run(start_relays(tmp_path / "net", 5))
+        old = tmp_path / "old-device"
+        code, _, err = await ui.komrade(old, "init", "--name", "Fran", passphrase=PASSPHRASE)
+        assert code == 0, err
+        text = (await ui.komrade(old, "recovery", passphrase=PASSPHRASE))[1].strip()
+        address = (await ui.komrade(old, "address", "--no-qr", passphrase=PASSPHRASE))[1].split()[0]
+        app = make_app(tmp_path / "new-device", relays[0].address)
+        task = await start(app)
+        try:
+            welcome = app.screen("welcome")
+            await ui.press(welcome.restore_button)
+            assert welcome.create_button.text_widget.text == "Restore my identity"
+            welcome.name_field.text = "Fran"
+            welcome.pass_field.text = welcome.confirm_field.text = "a different long passphrase 2048"
+            welcome.recovery_field.text = ("Z" if text[0] != "Z" else "Y") + text[1:]
+            await ui.press(welcome.create_button)
+            assert "typo" in welcome.error.text and app.host.pid is None
+            welcome.recovery_field.text = text.lower().replace("-", " ")
+            await ui.press(welcome.create_button)
+            await ui.until(lambda: app.shell.manager.current == "chats", 60, "restored and started")
+            assert app.backend.identity.address == address and app.backend.recovery_text == ""
+            assert app.errors == []
+        finally:
+            await close(app, task)
+            bg.run(stop_all(relays))
+
+    asyncio.run(main())
