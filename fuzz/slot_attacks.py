@@ -81,7 +81,7 @@ def scenarios(args: argparse.Namespace) -> dict[str, Callable[[Path], Awaitable[
         "digest_flood": lambda tmp: adv.digest_flood(tmp, entries=args.digest_entries, seconds=args.flood_seconds,
                                                      rate=100.0, burst=300),
         "fresh_id_pings": lambda tmp: adv.fresh_id_pings(tmp, slots=args.digest_entries, seconds=args.flood_seconds,
-                                                         rate=20.0),
+                                                         rate=20.0, relays=args.relays),
         "reflection": lambda tmp: adv.reflection(tmp, relays=args.relays),
         "eclipse": lambda tmp: adv.dm_scenario(tmp, hostile=adv.sybils(args.sybils, 144), **sync),
         "hop_budget": lambda tmp: adv.hop_budget(tmp, relays=max(args.relays, 16), asked_hops=8, hops=3),

@@ -432,6 +432,12 @@ def busy(node: KomradeNode) -> bool:
     return any(not t.done() for t in getattr(node.protocol, "_tasks", ()))
 
 
+def honest_errors(nodes: list[KomradeNode]) -> int:
+    """Handler exceptions and failed background tasks on honest nodes (what a hostile answer must never cause)."""
+    return sum(n.protocol.counters["handler_error"] + n.protocol.counters["task_error"] for n in nodes
+               if n.protocol is not None)
+
+
 def contact_count(node: KomradeNode) -> int:
     assert node.protocol is not None
     return sum(len(bucket) for bucket in node.protocol.router.buckets)
@@ -723,6 +729,7 @@ async def dm_scenario(tmp: Path, *, relays: int, config: NodeConfig, hostile: Ca
             "fake_acks": sum(n.protocol.counters["fake_acks"] for n in hostile_nodes),
         }
         figures["relays"] = relays
+        figures["honest_errors"] = honest_errors([*net, alice_node, bob_node])
         return figures
     finally:
         await shutdown([*extra, *net], (alice, bob))
@@ -889,6 +896,7 @@ async def digest_flood(tmp: Path, *, entries: int, seconds: float, rate: float, 
             setup_s=round(setup_s, 1),
             digest_ms_alone=round(1000 * sorted(costs)[len(costs) // 2], 2),
             digest_requests_served=relay.protocol.counters["rpc_slot_digest"] - before,
+            honest_errors=honest_errors([relay, honest]),
         )
         return figures
     finally:
@@ -897,13 +905,14 @@ async def digest_flood(tmp: Path, *, entries: int, seconds: float, rate: float, 
 
 
 async def fresh_id_pings(tmp: Path, *, slots: int, seconds: float, rate: float = 20.0, ping_every: float = 0.1,
-                         honest_timeout: float = 3.0) -> dict[str, Any]:
-    """Attack 3's sequel: a relay holds ``slots`` slots (one entry each, ids next to its own, so it is their
+                         honest_timeout: float = 3.0, relays: int = 12) -> dict[str, Any]:
+    """Attack 3's sequel: a relay of a network of ``relays`` holds ``slots`` slots (one entry each, ids next to its own, so it is their
     closest holder); a socket that never answers sends ``rate`` pings per second, each with a never-seen node id
     next to one of those slots (a newcomer the relay would hand data to), while an honest node pings every
     ``ping_every`` seconds. Returns the honest pings' fate and latency, and what reached the silent socket."""
     config = net_config(gossip=GossipConfig(anti_entropy_interval=0))
-    relay = await start_node(tmp, config)
+    net = await start_network(tmp, relays, config)  # the relay has a routing table of its size, as in the issue
+    relay = net[0]
     honest = KomradeNode(no_fsync(Store(tmp / "honest.sqlite")), config=replace(config, wait_timeout=honest_timeout))
     await honest.listen(0, LOCAL)
     attacker = await counting_socket()
@@ -923,11 +932,12 @@ async def fresh_id_pings(tmp: Path, *, slots: int, seconds: float, rate: float =
 
         figures = await flood_while_pinging(relay, honest, attacker, fresh_ping, seconds=seconds, rate=rate, burst=0,
                                             ping_every=ping_every)
-        figures.update(slots=slots, setup_s=round(setup_s, 1), silent_socket_received_bytes=attacker.bytes)
+        figures.update(slots=slots, relays=relays, setup_s=round(setup_s, 1),
+                       silent_socket_received_bytes=attacker.bytes, honest_errors=honest_errors([*net, honest]))
         return figures
     finally:
         attacker.close()
-        await shutdown([honest, relay])
+        await shutdown([honest, *net])
 
 
 async def reflection(tmp: Path, *, relays: int, wait_timeout: float = 1.0, deadline: float = 60.0) -> dict[str, Any]:
@@ -973,6 +983,7 @@ async def reflection(tmp: Path, *, relays: int, wait_timeout: float = 1.0, deadl
             "ratio": round(victim.bytes / len(ping), 1),
             "by_method": victim.methods,
             "relays_with_contact": sum(not r.protocol.router.is_new_node(Node(fresh, *victim.addr)) for r in net),
+            "honest_errors": honest_errors(net),
         }
     finally:
         victim.close()
@@ -1007,7 +1018,8 @@ async def stuffing(tmp: Path, *, relays: int, slots_per_relay: int, targets: int
             entries.append(relay.store.stats().slot_entries - before)
         ok, why = await attacker.protocol.call(victims[0].address, "append", real_slot, data)
         return {"slots_tried_per_relay": slots_per_relay, "accepted": accepted, "slot_entries_added": entries,
-                "own_slot_accepted": ok, "own_slot_refusal": None if ok else why, "mint_s": round(mint_s, 2)}
+                "own_slot_accepted": ok, "own_slot_refusal": None if ok else why, "mint_s": round(mint_s, 2),
+                "honest_errors": honest_errors(net)}
     finally:
         await shutdown([attacker, *net])
 
@@ -1039,6 +1051,7 @@ async def hop_budget(tmp: Path, *, relays: int, asked_hops: int = 8, hops: int =
             "forwards": len(relayed),
             "relays_holding": sum(r.store.has_blob(key) for r in net),
             "relays": relays,
+            "honest_errors": honest_errors(net),
         }
     finally:
         await shutdown([attacker, *net])

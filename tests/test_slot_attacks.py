@@ -10,6 +10,7 @@ routing table) and whether the real DM arrives.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -32,10 +33,29 @@ RELAYS = 12
 
 
 def run(coro: Awaitable[Any]) -> Any:
-    async def main() -> Any:
-        return await asyncio.wait_for(coro, TEST_DEADLINE)
+    """Run a scenario in a fresh loop under the test's hard deadline, recording exceptions that escape into the
+    loop (a callback's, or a task's nobody awaited) for :func:`clean`."""
+    loop_errors: list[str] = []
 
-    return asyncio.run(main())
+    async def main() -> Any:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, ctx: loop_errors.append(f"{ctx.get('message')}: {ctx.get('exception')!r}"))
+        try:
+            return await asyncio.wait_for(coro, TEST_DEADLINE)
+        finally:
+            gc.collect()  # "Task exception was never retrieved" is reported when the task is collected
+            await asyncio.sleep(0)
+
+    figures = asyncio.run(main())
+    gc.collect()
+    figures["loop_errors"] = loop_errors
+    return figures
+
+
+def clean(figures: dict[str, Any]) -> None:
+    """The last check of every network test (after the attack's own, so a failing attack reports its figures)."""
+    assert figures["loop_errors"] == [], f"exceptions reached the event loop: {figures['loop_errors'][:5]}"
+    assert not figures.get("honest_errors"), f"an honest node's handler or task failed: {show(figures)}"
 
 
 def show(figures: dict[str, Any]) -> str:
@@ -60,6 +80,7 @@ def test_lying_holder_next_to_the_slot_costs_the_reader_a_bounded_sync(tmp_path:
     assert figures["datagrams_out"] <= SYNC_DATAGRAMS, show(figures)
     assert figures["routing_kept"] >= 0.9, show(figures)
     assert figures["delivered"], f"the real DM was not delivered: {show(figures)}"
+    clean(figures)
 
 
 JUNK = 5000
@@ -78,6 +99,7 @@ def test_five_thousand_junk_entries_do_not_hide_the_real_dm(tmp_path: Path) -> N
     assert figures["finished"], f"Bob's sync did not finish: {show(figures)}"
     assert figures["delivered"], f"the real DM was not delivered: {show(figures)}"
     assert figures["datagrams_out"] <= JUNK + SYNC_DATAGRAMS, show(figures)
+    clean(figures)
 
 
 def test_junk_from_one_source_cannot_make_holders_refuse_an_honest_dm(tmp_path: Path) -> None:
@@ -92,6 +114,7 @@ def test_junk_from_one_source_cannot_make_holders_refuse_an_honest_dm(tmp_path: 
     assert figures["send"] == "ok", f"holders refused Alice's DM: {show(figures)}"
     assert figures["holders_with_dm"] >= RELAYS // 2, show(figures)
     assert figures["delivered"], show(figures)
+    clean(figures)
 
 
 def test_one_envelope_is_accepted_into_at_most_one_slot_per_node(tmp_path: Path) -> None:
@@ -102,6 +125,7 @@ def test_one_envelope_is_accepted_into_at_most_one_slot_per_node(tmp_path: Path)
     assert max(figures["accepted"]) <= 1, show(figures)
     assert max(figures["slot_entries_added"]) <= 1, show(figures)
     assert figures["own_slot_accepted"], show(figures)
+    clean(figures)
 
 
 def test_work_bound_to_one_slot_is_refused_for_another() -> None:
@@ -124,17 +148,20 @@ def test_digest_flood_at_the_per_peer_limit_leaves_honest_pings_answered(tmp_pat
     assert figures["requests_sent"] >= 600, show(figures)
     assert figures["pings"] == 20, show(figures)
     assert figures["pings_answered"] == figures["pings"], f"honest pings went unanswered: {show(figures)}"
+    clean(figures)
 
 
 def test_fresh_id_pings_leave_honest_pings_answered_on_a_relay_holding_20000_slots(tmp_path: Path) -> None:
-    """Attack 3's sequel, the hand-off scan: a relay holds 20,000 slots next to its id; a socket that never answers
+    """Attack 3's sequel, the hand-off scan: a relay (one of 12) holds 20,000 slots next to its id; a socket that never answers
     sends 20 pings a second for 4 s, each with a never-seen node id next to one of them (a newcomer the relay
     would scan its slots for and hand data to), while an honest node pings the relay every 0.1 s. Every honest
-    ping must be answered within the honest node's timeout (3 s, retransmissions included)."""
-    figures = run(adv.fresh_id_pings(tmp_path, slots=20_000, seconds=4.0, rate=20.0))
+    ping must be answered within 1 s (retransmissions included; 100x the issue's 10 ms goal, which the runner
+    reports: on 9998cf2 the median was 1.4 s)."""
+    figures = run(adv.fresh_id_pings(tmp_path, slots=20_000, seconds=4.0, rate=20.0, honest_timeout=1.0))
     assert figures["requests_sent"] >= 60, show(figures)
     assert figures["pings"] == 40, show(figures)
     assert figures["pings_answered"] == figures["pings"], f"honest pings went unanswered: {show(figures)}"
+    clean(figures)
 
 
 def test_ping_from_a_silent_address_reflects_at_most_three_times_its_bytes(tmp_path: Path) -> None:
@@ -143,6 +170,7 @@ def test_ping_from_a_silent_address_reflects_at_most_three_times_its_bytes(tmp_p
     that address outstanding, the address must have received at most 3x the ping's bytes in total."""
     figures = run(adv.reflection(tmp_path, relays=RELAYS))
     assert figures["received_bytes"] <= 3 * figures["ping_bytes"], show(figures)
+    clean(figures)
 
 
 def test_eight_sybils_next_to_the_slot_do_not_eclipse_the_reader(tmp_path: Path) -> None:
@@ -160,6 +188,7 @@ def test_eight_sybils_next_to_the_slot_do_not_eclipse_the_reader(tmp_path: Path)
     assert figures["datagrams_out"] <= SYNC_DATAGRAMS, show(figures)
     assert figures["hostile"]["slot_requests"] > 0, f"Bob's sync never asked a sybil: {show(figures)}"
     assert figures["delivered"], f"8 sybils eclipsed Bob's slot: {show(figures)}"
+    clean(figures)
 
 
 def test_gossip_hop_budget_is_clamped_to_our_own(tmp_path: Path) -> None:
@@ -168,6 +197,7 @@ def test_gossip_hop_budget_is_clamped_to_our_own(tmp_path: Path) -> None:
     figures = run(adv.hop_budget(tmp_path, relays=16, asked_hops=8, hops=3))
     assert figures["forwards"] > 0, f"the gossip must be forwarded for the test to mean much: {show(figures)}"
     assert figures["max_forwarded_hops"] <= figures["configured_hops"], show(figures)
+    clean(figures)
 
 
 def test_recipient_headers_need_proportionally_more_work() -> None:
