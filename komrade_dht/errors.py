@@ -117,3 +117,38 @@ class RecordStale(RecordError):
 
 class RecordConflict(RecordError):
     """Two different records carry the same key and sequence number; neither replaces the other."""
+
+
+class RingError(KomradeError):
+    """A linkable ring signature cannot be made or was refused; the subclass says why.
+
+    ``reason`` is a short stable word for counters and logs (``"malformed"``, ``"forged"``...).
+    """
+
+    reason = "ring"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class RingMalformed(RingError):
+    """The ring or the signature is not well formed: wrong length, a scalar not below the group order L (or
+    zero), a point that is not a canonical point of Ed25519's prime-order subgroup (off the curve, of small
+    order, the identity), or a ring with duplicate or invalid keys. Nothing expensive was computed."""
+
+    reason = "malformed"
+
+
+class RingForged(RingError):
+    """The signature is well formed but does not verify: forged, made over another ring, scope or message, or
+    made by a key outside the ring."""
+
+    reason = "forged"
+
+
+class NotInRing(RingError):
+    """The signer's public key is not a member of the ring it asked to sign for."""
+
+    reason = "not-in-ring"
