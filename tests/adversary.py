@@ -10,9 +10,11 @@ Where the node's API changes, fix it here, in one place:
   :func:`seal` (the work binds the slot an envelope is appended to, ``env.NO_SLOT`` for an id-only blob);
 - hostile protocols: :func:`make_node` (``KomradeNode.protocol_class``, or a fallback when it is not honoured),
   and the ``rpc_*`` overrides of :class:`LyingHolder`, :class:`Sybil`, :class:`HopSpy`;
-- node ids next to a target: :func:`node_id_near`, :func:`sybil_ids` (if node ids come to need a puzzle, solve it
-  there);
-- planting state in a relay: :func:`plant`.
+- node ids next to a target: :func:`sybil_ids` (free ids where the network has no id puzzle; where it has one,
+  proofs minted until they land next to the target, kept in the node's store where the node finds its proof:
+  :func:`start_node`); :func:`net_config` sets the test networks' puzzle (cheap, like their work);
+- planting state in a relay: :func:`plant`, :func:`no_fsync`;
+- protocol internals read by the scenarios: :func:`outstanding_to`, :func:`busy`, :func:`honest_errors`.
 """
 
 from __future__ import annotations
@@ -670,6 +672,10 @@ async def measured(node: KomradeNode, work: Awaitable[Any], *, timeout: float,
             result = task.result()
         except Exception as exc:  # reported, the caller asserts
             error = repr(exc)
+    # requests the sync left behind time out (and evict peers) after it returns: count the table once they are done
+    settle = time.monotonic() + node.config.wait_timeout + 1.0
+    while getattr(node.protocol, "_outstanding", None) and time.monotonic() < settle:
+        await asyncio.sleep(0.05)
     table_after = contact_count(node)
     return {
         "finished": not stopped and error is None,
@@ -690,12 +696,13 @@ async def measured(node: KomradeNode, work: Awaitable[Any], *, timeout: float,
 
 
 async def dm_scenario(tmp: Path, *, relays: int, config: NodeConfig, hostile: Callable[..., Awaitable[Any]] | None,
-                      timeout: float, abort_datagrams: int | None, limits: StoreLimits = StoreLimits(),
-                      before_send: Callable[..., Awaitable[Any]] | None = None) -> dict[str, Any]:
-    """The story every slot attack is measured against: ``relays`` honest relays; ``hostile(tmp, net, slot)``
-    sets the attack up around Bob's slot for today; Alice sends Bob a DM (``before_send`` runs just before);
-    Bob, on a fresh read-only node, syncs. Returns the sync's figures, whether the DM was delivered, and what
-    the attack set-up reported."""
+                      timeout: float, abort_datagrams: int | None,
+                      limits: StoreLimits = StoreLimits()) -> dict[str, Any]:
+    """The story every slot attack is measured against: ``relays`` honest relays (stores with ``limits``);
+    ``hostile(tmp, net, slot, extra)`` sets the attack up around Bob's slot for today (its nodes and sockets go in
+    ``extra``, stopped at the end); Alice, on a read-only node, sends Bob a DM; Bob, on a fresh read-only node,
+    syncs (see :func:`measured`). Returns the sync's figures, whether the DM was delivered, what the attack set-up
+    reported, and what the hostile nodes were asked."""
     net = await start_network(tmp / "relays", relays, config, limits=limits)
     alice, bob = account(tmp, "Alice"), account(tmp, "Bob")
     extra: list[Any] = []
@@ -707,8 +714,6 @@ async def dm_scenario(tmp: Path, *, relays: int, config: NodeConfig, hostile: Ca
         text = "the real DM " + os.urandom(4).hex()
         alice_node = await client(net[1].address, config)
         extra.append(alice_node)
-        if before_send is not None:
-            figures["before_send"] = await before_send(net, slot, extra)
         try:
             key = await send_dm(alice, alice_node, bob.address.text, text)
             figures["send"] = "ok"
