@@ -152,3 +152,21 @@ class NotInRing(RingError):
     """The signer's public key is not a member of the ring it asked to sign for."""
 
     reason = "not-in-ring"
+
+
+class VoteError(KomradeError):
+    """A vote cannot be made or was refused. ``reason`` is a short stable word (``"too-large"``,
+    ``"malformed"``, ``"wrong-scope"``, ``"wrong-ring"``, ``"not-eligible"``, ``"forged"``...) that tallies count
+    refusals by."""
+
+    reason = "vote"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class RegistrationError(KomradeError):
+    """A voter registration (the one-time proof of work that makes an identity eligible to vote on world posts)
+    is malformed, for another period, or carries too little work."""
