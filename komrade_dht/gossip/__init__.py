@@ -39,6 +39,55 @@ class GossipConfig:
     """Slots compared per round (picked at random among those held)."""
 
 
+@dataclass(frozen=True)
+class StemConfig:
+    """Dandelion++-style stems: an envelope first travels a short random path of relays, each forwarding it to one
+    successor it picked for the epoch, until one of them (with ``fluff_probability`` per hop) publishes it, so the
+    first holder cannot tell whether its sender wrote it (benchmarks/stems.py measures what that buys)."""
+
+    fluff_probability: float = 0.3
+    """Chance that a stem relay publishes instead of forwarding (0.3: 3.3 hops on average)."""
+    max_hops: int = 6
+    """A stem never runs longer than this (a relay that receives one with no hops left publishes it)."""
+    epoch_seconds: float = 600.0
+    """How long a relay keeps its successor (Dandelion++: one per epoch, so paths do not reveal much by varying)."""
+    embargo: float = 8.0
+    """A stem relay that forwarded an envelope checks after this many seconds that it reached a holder, and
+    publishes it itself if not: a black-hole relay further down cannot swallow it."""
+    sender_check: float = 10.0
+    """The writer checks after this many seconds (plus up to half again, at random) and republishes directly if
+    the envelope is not held: a black-hole first hop cannot swallow it either."""
+
+
+def stem_step(rng: random.Random, config: StemConfig, hops_left: int) -> bool:
+    """True if this stem relay should publish ("fluff") now, False if it should forward to its successor."""
+    return hops_left <= 0 or rng.random() < config.fluff_probability
+
+
+class StemRoute:
+    """A relay's stem successor for the current epoch, chosen at random among its contacts (pure: give it ``now``)."""
+
+    def __init__(self, config: StemConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self._rng = rng or random.Random()
+        self._epoch = -1
+        self._successor: tuple[str, int] | None = None
+
+    def successor(
+        self, contacts: Sequence[tuple[str, int]], now: float, exclude: tuple[str, int] | None = None
+    ) -> tuple[str, int] | None:
+        """This epoch's successor address (re-picked at a new epoch or when it left the contacts); never
+        ``exclude`` (the peer the stem came from), which then gets another contact for this one envelope."""
+        epoch = int(now // self.config.epoch_seconds)
+        if epoch != self._epoch or self._successor not in contacts:
+            self._epoch = epoch
+            self._successor = self._rng.choice(list(contacts)) if contacts else None
+        if self._successor is not None and self._successor == exclude:
+            others = [c for c in contacts if c != exclude]
+            return self._rng.choice(others) if others else None
+        return self._successor
+
+
 class SeenCache:
     """A bounded set of envelope ids, forgetting the least recently added first."""
 

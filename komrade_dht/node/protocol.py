@@ -26,6 +26,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import random
 import time
 from collections import Counter, OrderedDict
 from typing import Any, Awaitable, Callable
@@ -128,6 +129,7 @@ class KomradeProtocol(KademliaProtocol):
         max_contacts: int = 0,
         id_bits: int = 0,
         id_proof: bytes | None = None,
+        stem_config: gossip.StemConfig | None = None,
     ) -> None:
         super().__init__(source_node, store, ksize)
         #: leading zero bits a node id's proof must show on this network (:mod:`.nodeid`); our own proof
@@ -162,6 +164,12 @@ class KomradeProtocol(KademliaProtocol):
         #: newcomers that answered us, waiting for the next hand-off scan
         self._newcomers: dict[bytes, Node] = {}
         self._handoff_task: asyncio.Task[Any] | None = None
+        #: Dandelion++ stems: this epoch's successor, and what the node above does to publish ("fluff") or check
+        self.stem_config = stem_config
+        self.stem_route = gossip.StemRoute(stem_config or gossip.StemConfig())
+        self._stem_rng = random.Random()
+        self.on_fluff: Callable[[bytes, bytes], Awaitable[Any]] | None = None
+        self.on_embargo: Callable[[bytes, bytes], Awaitable[Any]] | None = None
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping,
             "find_node": self.rpc_find_node,
@@ -175,6 +183,7 @@ class KomradeProtocol(KademliaProtocol):
             "slot_digest": self.rpc_slot_digest,
             "get_heads": self.rpc_get_heads,
             "put_record": self.rpc_put_record,
+            "stem": self.rpc_stem,
             "get_record": self.rpc_get_record,
         }
 
@@ -453,6 +462,56 @@ class KomradeProtocol(KademliaProtocol):
         if hops > 0:
             self.forward(slot, value, hops - 1, exclude=sender)
         return True, True
+
+    def rpc_stem(
+        self, sender: tuple[str, int], slot: bytes, value: bytes, hops: int, *, budget: int
+    ) -> tuple[bool, Any]:
+        """One hop of a stem: check the envelope as a holder would (without keeping it), then either publish it
+        ("fluff", with ``fluff_probability`` or when no hop is left) or pass it to this epoch's successor, and
+        publish it ourselves if it has not reached a holder after the embargo."""
+        if self.store is None or self.read_only or self.stem_config is None or self.on_fluff is None:
+            return False, "no_stems"
+        key = env.envelope_id(value)
+        if key in self.seen:
+            return False, "seen"  # the stem looped back (or it is out already): the one who sent it fluffs it
+        try:
+            env.parse_outer(value)
+        except EnvelopeError:
+            return False, "bad_envelope"
+        if key in self.burned:
+            return False, "burned"
+        if not env.check_pow(value, self.pow, slot):
+            return False, "insufficient_work"
+        if not self.limiter.allow_write(sender, len(value), time.monotonic()):
+            return False, "write_rate_limited"
+        self.seen.add(key)
+        self.counters["stem_received"] += 1
+        hops = min(hops, self.stem_config.max_hops)
+        if gossip.stem_step(self._stem_rng, self.stem_config, hops):
+            self.counters["stem_fluffed"] += 1
+            self.spawn(self.on_fluff(slot, value))
+        else:
+            self.send_stem(slot, value, hops - 1, exclude=sender)
+        return True, True
+
+    def send_stem(self, slot: bytes, value: bytes, hops: int, exclude: tuple[str, int] | None = None) -> bool:
+        """Pass an envelope to this epoch's stem successor (and arm the embargo); False if there is none."""
+        contacts = [(n.ip, n.port) for b in self.router.buckets for n in b.get_nodes()]
+        successor = self.stem_route.successor(contacts, time.time(), exclude)
+        if successor is None:
+            return False
+        self.counters["stem_forwarded"] += 1
+
+        async def forward() -> None:
+            ok, _ = await self.call(successor, "stem", slot, value, hops)
+            assert self.stem_config is not None
+            if ok:
+                await asyncio.sleep(self.stem_config.embargo * random.uniform(1.0, 1.5))
+            if self.on_embargo is not None:
+                await self.on_embargo(slot, value)
+
+        self.spawn(forward())
+        return True
 
     def forward(self, slot: bytes, value: bytes, hops: int, exclude: tuple[str, int] | None = None) -> int:
         """Send an envelope to ``fanout`` random peers with ``hops`` left; returns how many were picked."""

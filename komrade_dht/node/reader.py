@@ -54,6 +54,13 @@ class ReadLimits:
     per_holder_burst: float = 120.0
     strikes: int = 3
     """Failures (an id it listed and cannot produce, a malformed answer) after which a holder is ignored."""
+    unique_ids_per_holder: int = 1000
+    """Ids listed by one holder and no other that a read looks at, at most, per holder (a liar's list is its own)."""
+    requests_per_holder: int = 300
+    """Requests one read sends to one holder, at most, whatever it answers."""
+    newest: int = 0
+    """If > 0, only the ``newest`` unknown ids listed last (newest by arrival, as holders list them) go on to heads
+    and envelopes: a feed reads a page of recent posts, not 10,000 junk entries in front of them (0: every id)."""
 
 
 @dataclass
@@ -72,6 +79,7 @@ class _Holder:
     def __init__(self, node: Node, rate: float, burst: float) -> None:
         self.node = node
         self.strikes = 0
+        self.requests = 0
         self.tokens = burst
         self.rate, self.burst = rate, burst
         self.last = time.monotonic()
@@ -117,8 +125,11 @@ class SlotRead:
         self.result.holders = len(self._holders)
         groups = await self._digests()
         await asyncio.gather(*(self._page(h) for group in groups for h in group[:2]))
+        self._cap_unique()
         local = set(local_ids)
         wanted = [i for i in self._where if i not in self.known and i not in local]
+        if self.limits.newest > 0:
+            wanted = wanted[-self.limits.newest :]
         heads = await self._heads(wanted)
         keep = [i for i, h in heads.items() if self._wants(i, h)]
         blobs = await asyncio.gather(*(self._blob(i, heads[i]) for i in keep))
@@ -128,8 +139,9 @@ class SlotRead:
 
     # -- steps -----------------------------------------------------------------------------------------------
     async def _call(self, holder: _Holder, method: str, *args: object) -> tuple[bool, object]:
-        if holder.strikes >= self.limits.strikes:
+        if holder.strikes >= self.limits.strikes or holder.requests >= self.limits.requests_per_holder:
             return False, "ignored"
+        holder.requests += 1
         async with self._gate:
             await holder.pace()
             self.result.requests += 1
@@ -168,6 +180,20 @@ class SlotRead:
             if not ids or next_cursor <= cursor:
                 return
             cursor = next_cursor
+
+    def _cap_unique(self) -> None:
+        """Keep at most ``unique_ids_per_holder`` of the ids each holder alone listed (in the order it listed them):
+        honest holders of one slot list the same ids, so what only one lists is most likely made up. (With a single
+        holder listing anything, there is nothing to compare with: its list is taken within the other budgets.)"""
+        if len({h.node.id for listers in self._where.values() for h in listers}) < 2:
+            return
+        unique: dict[bytes, int] = defaultdict(int)
+        for key, listers in list(self._where.items()):
+            if len(listers) == 1:
+                holder = listers[0].node.id
+                unique[holder] += 1
+                if unique[holder] > self.limits.unique_ids_per_holder:
+                    del self._where[key]
 
     async def _heads(self, wanted: list[bytes]) -> dict[bytes, bytes]:
         """Heads of ``wanted``, asked of holders that listed them, in batches, retrying other listers."""

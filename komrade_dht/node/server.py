@@ -20,6 +20,7 @@ from kademlia.node import Node
 
 from .. import envelope as env
 from .. import gossip, records
+from ..gossip import StemConfig
 from ..errors import EnvelopeError, NetworkError, RecordError
 from ..storage import Store
 from . import nodeid
@@ -59,6 +60,9 @@ class NodeConfig:
     """Per-peer request and write rate limits."""
     gossip: gossip.GossipConfig = gossip.GossipConfig()
     """Flooding and anti-entropy."""
+    stem: StemConfig | None = StemConfig()
+    """Dandelion++ stems for what this node writes (:meth:`KomradeNode.send`) and relays; None: no stems (the
+    node publishes its own envelopes directly and refuses to relay others')."""
     id_bits: int = 16
     """Leading zero bits a node id's proof must show (:mod:`.nodeid`, S/Kademlia's static puzzle): what placing an
     id next to a chosen slot costs. 0 accepts any id (test networks that place ids on purpose). Every node of a
@@ -128,6 +132,7 @@ class KomradeNode(Server):
             max_contacts=self.config.max_contacts,
             id_bits=self.config.id_bits,
             id_proof=self.id_proof,
+            stem_config=self.config.stem,
         )
 
     @property
@@ -144,6 +149,8 @@ class KomradeNode(Server):
         self.transport, self.protocol = await loop.create_datagram_endpoint(
             self._create_protocol, local_addr=(interface, port), family=family
         )
+        self.protocol.on_fluff = self._fluff
+        self.protocol.on_embargo = self._ensure_held
         sock = self.transport.get_extra_info("socket")
         try:  # a sync fans out hundreds of requests; the default ~200 KB buffer drops replies (the kernel caps this)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -285,6 +292,69 @@ class KomradeNode(Server):
             )
         return acks
 
+    async def send(self, slot: bytes, envelope: bytes) -> int:
+        """Publish what this node's user wrote: through a stem when stems are on and a successor exists (returns 1,
+        the stem relay's acceptance; the writer checks later that a holder has it and republishes otherwise), else
+        directly (:meth:`publish`, returns the holders' acks)."""
+        assert self.protocol is not None
+        env.parse_outer(envelope)
+        stem = self.config.stem
+        if stem is not None:
+            contacts = [(n.ip, n.port) for b in self.protocol.router.buckets for n in b.get_nodes()]
+            successor = self.protocol.stem_route.successor(contacts, time.time())
+            if successor is not None:
+                ok, _ = await self.protocol.call(successor, "stem", slot, envelope, stem.max_hops)
+                if ok:
+                    self.protocol.seen.add(env.envelope_id(envelope))
+                    self.protocol.counters["stem_sent"] += 1
+                    if self.read_only:
+                        # A short-lived sender (`komrade send`) may exit at once: it confirms before it returns.
+                        return await self._confirm_held(slot, envelope)
+                    delay = stem.sender_check * random.uniform(1.0, 1.5)
+                    self.protocol.spawn(self._ensure_held(slot, envelope, delay))
+                    return 1
+                self.protocol.counters["stem_refused"] += 1
+        return await self.publish(slot, envelope)
+
+    async def _confirm_held(self, slot: bytes, envelope: bytes) -> int:
+        """Wait (up to the stem's ``sender_check``) until two of the slot's holders have ``envelope``; publish it
+        directly if they do not. Returns the acks: 2 when the stem delivered, the holders' acks otherwise."""
+        assert self.protocol is not None and self.config.stem is not None
+        key = env.envelope_id(envelope)
+        holders = (await self.closest(slot))[: self.ksize]
+        asked = gossip.pick(holders, 2)
+        deadline = time.monotonic() + self.config.stem.sender_check
+        pause = 0.05
+        while time.monotonic() < deadline and asked:
+            await asyncio.sleep(pause)
+            answers = await asyncio.gather(*(self.protocol.call_get_heads(n, [key]) for n in asked))
+            held = sum(1 for ok, heads in answers if ok and heads and heads[0] is not None)
+            if held:
+                return held
+            pause = min(pause * 2, 1.0)
+        self.protocol.counters["stem_republished"] += 1
+        return await self.publish(slot, envelope)
+
+    async def _fluff(self, slot: bytes, envelope: bytes) -> None:
+        with contextlib.suppress(NetworkError, EnvelopeError):
+            await self.publish(slot, envelope)
+
+    async def _ensure_held(self, slot: bytes, envelope: bytes, delay: float = 0.0) -> bool:
+        """Publish ``envelope`` ourselves unless one of two of the slot's closest holders has it (after ``delay``):
+        what keeps a black-hole stem relay from swallowing it. True if it was held already."""
+        assert self.protocol is not None
+        if delay:
+            await asyncio.sleep(delay)
+        key = env.envelope_id(envelope)
+        holders = (await self.closest(slot))[: self.ksize]
+        for node in gossip.pick(holders, 2):
+            ok, heads = await self.protocol.call_get_heads(node, [key])
+            if ok and heads and heads[0] is not None:
+                return True
+        self.protocol.counters["stem_republished"] += 1
+        await self._fluff(slot, envelope)
+        return False
+
     async def store_blobs(self, blobs: list[bytes], concurrency: int = 16) -> int:
         """Store each envelope under its own id on the id's k closest nodes (content-addressed chunks, carrying
         proof of work for ``NO_SLOT``), at most ``concurrency`` at a time. Returns how many blobs were acknowledged
@@ -394,17 +464,20 @@ class KomradeNode(Server):
         slot: bytes,
         known: set[bytes] | frozenset[bytes] = frozenset(),
         want: Callable[[bytes], bool] = lambda head: True,
+        limits: ReadLimits | None = None,
     ) -> ReadResult:
         """Read ``slot`` at a cost bounded by ``config.read`` (:mod:`.reader`): the envelopes whose ids are not in
         ``known`` and whose head ``want`` accepts, each checked against its id, its head and its proof of work
-        (ours, held locally, first). Ids seen and not wanted come back in ``skipped`` with their expiry."""
+        (ours, held locally, first). Ids seen and not wanted come back in ``skipped`` with their expiry. ``limits``
+        replaces ``config.read`` for this read (a feed's: more pages, only the newest ids)."""
         assert self.protocol is not None
         holders = await self.closest(slot)
         known_ids = {n.id for n in holders}
         others = [n for b in self.protocol.router.buckets for n in b.get_nodes() if n.id not in known_ids]
-        holders += gossip.pick(others, self.config.read.extra_holders)
+        limits = limits or self.config.read
+        holders += gossip.pick(others, limits.extra_holders)
         local_ids = self.protocol.slot_ids(slot)
-        read = SlotRead(self.protocol, slot, self.config.pow, self.config.read, known, want)
+        read = SlotRead(self.protocol, slot, self.config.pow, limits, known, want)
         result = await read.run(holders, local_ids)
         local: list[bytes] = []
         for blob_id in local_ids:

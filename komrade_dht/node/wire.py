@@ -136,6 +136,7 @@ ARGS: dict[str, list[Callable[[Any], bool]]] = {
     "slot_page": [is_id, is_uint, lambda v: is_uint(v, 256)],
     "burn": [is_id, lambda v: isinstance(v, bytes) and len(v) == 16],
     "gossip": [is_id, lambda v: isinstance(v, bytes), lambda v: is_uint(v, 8)],
+    "stem": [is_id, lambda v: isinstance(v, bytes), lambda v: is_uint(v, 8)],
     "slot_digest": [is_id],
     "put_record": [is_id, lambda v: isinstance(v, bytes) and len(v) <= 900],
     "get_record": [is_id],

@@ -12,10 +12,11 @@ import asyncio
 import logging
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from .. import codec
 from ..address import decode_address, encode_address
-from ..envelope import TrialDecryptor, envelope_id, max_body, seal
+from ..envelope import Opened, TrialDecryptor, envelope_id, max_body, seal
 from ..errors import CodecError, EnvelopeError, KomradeError
 from ..node import KomradeNode
 from ..node.reader import ReadResult
@@ -29,6 +30,10 @@ SYNC_PARALLEL_EPOCHS = 4
 
 #: Longest DM text in UTF-8 bytes when the sender's name is short ASCII (a long name leaves a little less).
 MAX_TEXT_BYTES = max_body("dm") - 32
+
+#: Sealed envelopes of other content types found by a sync (e.g. "circle-key", :mod:`.friends`): content type ->
+#: ``handler(account, opened, slot, now)``. A handled envelope is remembered as seen, like a DM, and is no message.
+RECEIVERS: dict[str, Callable[[Account, Opened, bytes, float], None]] = {}
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ async def send_dm(
         slot=slot,
         **kwargs,
     )
-    acks = await node.publish(slot, data)
+    acks = await node.send(slot, data)
     key = envelope_id(data)
     account.data.put("sent", key, {"id": key.hex(), "to": recipient.text, "text": text, "at": int(now), "acks": acks})
     log.info("DM published, %d holders acknowledged", acks)
@@ -160,6 +165,9 @@ def _receive(
         opened = decryptor.open(data, now)
     except EnvelopeError as exc:
         log.warning("dropped an envelope addressed to us: %s", exc)
+        return None
+    if opened is not None and opened.content_type in RECEIVERS:
+        RECEIVERS[opened.content_type](account, opened, slot, now)
         return None
     if opened is None or opened.content_type != "dm":
         return None
