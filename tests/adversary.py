@@ -911,10 +911,11 @@ async def digest_flood(tmp: Path, *, entries: int, seconds: float, rate: float, 
 
 async def fresh_id_pings(tmp: Path, *, slots: int, seconds: float, rate: float = 20.0, ping_every: float = 0.1,
                          honest_timeout: float = 3.0, relays: int = 12) -> dict[str, Any]:
-    """Attack 3's sequel: a relay of a network of ``relays`` holds ``slots`` slots (one entry each, ids next to its own, so it is their
-    closest holder); a socket that never answers sends ``rate`` pings per second, each with a never-seen node id
-    next to one of those slots (a newcomer the relay would hand data to), while an honest node pings every
-    ``ping_every`` seconds. Returns the honest pings' fate and latency, and what reached the silent socket."""
+    """Attack 3's sequel: a relay of a network of ``relays`` holds ``slots`` slots (one entry each, ids next to its
+    own, so it is their closest holder); a socket that never answers sends ``rate`` pings per second, each with a
+    never-seen node id next to one of those slots (a newcomer the relay would hand data to), while an honest node
+    pings every ``ping_every`` seconds. Returns the honest pings' fate and latency, and what reached the silent
+    socket."""
     config = net_config(gossip=GossipConfig(anti_entropy_interval=0))
     net = await start_network(tmp, relays, config)  # the relay has a routing table of its size, as in the issue
     relay = net[0]

@@ -63,11 +63,12 @@ def show(figures: dict[str, Any]) -> str:
 
 
 def test_lying_holder_next_to_the_slot_costs_the_reader_a_bounded_sync(tmp_path: Path) -> None:
-    """Attack 1, a lying holder: a node whose id is the closest to Bob's slot (144 shared bits where ids are free;
-    a proof minted until it lands closer than every honest relay where ids need one) answers every slot_page with 50
-    random ids and a rising cursor (its digest claims 20,000 entries, so a reader that groups holders by digest pages
-    it; it has no head nor blob for any id) and acks appends without storing. After Alice's DM, Bob's sync must deliver the
-    real DM, send <= 2,000 datagrams, keep >= 90% of his routing table, and finish (hang guard 60 s)."""
+    """Attack 1, a lying holder: a node whose id is the closest to Bob's slot (144 shared bits where ids are free; a
+    proof minted until it lands closer than every honest relay where ids need one) answers every slot_page with 50
+    random ids and a rising cursor (its digest claims 20,000 entries, so a reader that groups holders by digest
+    pages it; it has no head nor blob for any id) and acks appends without storing. After Alice's DM, Bob's sync
+    must deliver the real DM, send <= 2,000 datagrams, keep >= 90% of his routing table, and finish (hang guard:
+    60 s)."""
     figures = run(adv.dm_scenario(
         tmp_path, relays=RELAYS, config=adv.net_config(), hostile=adv.lying_holder,
         timeout=SYNC_GUARD, abort_datagrams=SYNC_DATAGRAMS,
@@ -152,9 +153,9 @@ def test_digest_flood_at_the_per_peer_limit_leaves_honest_pings_answered(tmp_pat
 
 
 def test_fresh_id_pings_leave_honest_pings_answered_on_a_relay_holding_20000_slots(tmp_path: Path) -> None:
-    """Attack 3's sequel, the hand-off scan: a relay (one of 12) holds 20,000 slots next to its id; a socket that never answers
-    sends 20 pings a second for 4 s, each with a never-seen node id next to one of them (a newcomer the relay
-    would scan its slots for and hand data to), while an honest node pings the relay every 0.1 s. Every honest
+    """Attack 3's sequel, the hand-off scan: a relay (one of 12) holds 20,000 slots next to its id; a socket that never
+    answers sends 20 pings a second for 4 s, each with a never-seen node id next to one of them (a newcomer the
+    relay would scan its slots for and hand data to), while an honest node pings the relay every 0.1 s. Every honest
     ping must be answered within 1 s (retransmissions included; 100x the issue's 10 ms goal, which the runner
     reports: on 9998cf2 the median was 1.4 s)."""
     figures = run(adv.fresh_id_pings(tmp_path, slots=20_000, seconds=4.0, rate=20.0, honest_timeout=1.0))
