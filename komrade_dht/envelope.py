@@ -363,3 +363,194 @@ class TrialDecryptor:
             burn_secret=burn_secret,
             expires_at=outer.expires_at,
         )
+
+
+# --- public envelopes (world and local posts) ------------------------------------------------------------------
+#
+# Layout: the fixed fields (kind 3, no recipient headers), then ``u16 length | inner | random padding`` in clear.
+# ``inner = msgpack([payload, signature])``, ``payload = msgpack([content_type, author key or nil, created, body,
+# outer hash])``. A signed envelope's Ed25519 signature covers ``"komrade/public/v1" | payload`` (so it is never
+# valid as a DM's, whose domain differs) and, through the outer hash, its expiry and burn hash. An anonymous one
+# has nil for the key and the signature: nothing in it names its author or repeats across two of their posts (the
+# burn hash, the padding and the proof-of-work nonce are fresh random bytes; the burn secret stays with the author).
+
+_PUBLIC_DOMAIN = b"komrade/public/v1"
+
+
+@dataclass(frozen=True)
+class OpenedPublic:
+    """A public envelope that parsed, with its signature checked (``author`` None: anonymous)."""
+
+    envelope_id: bytes
+    post_id: bytes
+    """BLAKE2b-160 of the outer fields before the nonce and the (decrypted) inner part: the same for the copies of
+    one post appended to several slots (each copy has its own work and padding, so its own envelope id)."""
+    content_type: str
+    author: PublicIdentity | None
+    created: int
+    body: bytes
+    expires_at: int
+
+
+def _post_id(prefix: bytes, inner: bytes) -> bytes:
+    return hashlib.blake2b(prefix[:22] + inner, digest_size=20, person=b"komrade/postid").digest()
+
+
+def make_public(
+    author: Identity | None,
+    body: bytes,
+    *,
+    content_type: str = "post",
+    ttl: int = DEFAULT_TTL,
+    now: float | None = None,
+    burn_secret: bytes | None = None,
+    pow: PowParams = PowParams(),
+    slot: bytes = NO_SLOT,
+) -> bytes:
+    """A public envelope carrying ``body`` in clear, signed by ``author`` (None: anonymous), in the smallest size
+    class that fits, with the proof of work for ``slot``. EnvelopeError if it does not fit 1024 bytes or the
+    lifetime is out of range. Keep ``burn_secret`` to delete it later (a fresh random one if None)."""
+    if not 0 < ttl <= MAX_TTL:
+        raise EnvelopeError(f"lifetime must be between 1 second and 30 days, not {ttl} s")
+    now = time.time() if now is None else now
+    created = int(now)
+    burn_secret = os.urandom(16) if burn_secret is None else burn_secret
+    prefix = struct.pack(">BBI16s", VERSION, KIND_PUBLIC, created + ttl, burn_hash(burn_secret))
+    vk = author.verify_key if author is not None else None
+    payload = codec.pack([content_type, vk, created, body, _outer_hash(prefix)])
+    signature = author.sign(_PUBLIC_DOMAIN + payload) if author is not None else None
+    inner = codec.pack([payload, signature])
+    size = _pick_class(FIXED_LEN + 2 + len(inner))
+    rest = len(inner).to_bytes(2, "big") + inner
+    out = prefix + bytes(8) + bytes([0]) + rest + os.urandom(size - FIXED_LEN - len(rest))
+    assert len(out) == size
+    return mint_pow(out, pow, slot, now)
+
+
+def public_capacity(content_type: str = "post", signed: bool = True) -> int:
+    """The longest body a signed (or anonymous) public envelope of 1024 bytes carries."""
+    def needed(n: int) -> int:
+        payload = codec.pack([content_type, bytes(32) if signed else None, 2**32 - 1, bytes(n), bytes(16)])
+        return FIXED_LEN + 2 + len(codec.pack([payload, bytes(64) if signed else None]))
+
+    low, high = 0, SIZE_CLASSES[-1]
+    while low < high:
+        mid = (low + high + 1) // 2
+        if needed(mid) <= SIZE_CLASSES[-1]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def open_public(data: bytes, now: float | None = None) -> OpenedPublic:
+    """Parse a public envelope and check its signature (when signed); EnvelopeError if it is not a valid one."""
+    outer = parse_outer(data, now)
+    if outer.kind != KIND_PUBLIC:
+        raise EnvelopeError("not a public envelope")
+    length = int.from_bytes(data[FIXED_LEN : FIXED_LEN + 2], "big")
+    if not 0 < length <= len(data) - FIXED_LEN - 2:
+        raise EnvelopeError("public envelope inner length is out of range")
+    try:
+        payload, signature = codec.unpack(data[FIXED_LEN + 2 : FIXED_LEN + 2 + length], max_len=len(data))
+        content_type, vk, created, body, outer_hash = codec.unpack(payload, max_len=len(data))
+    except (CodecError, ValueError, TypeError):
+        raise EnvelopeError("public envelope inner structure is malformed") from None
+    if not (
+        isinstance(payload, bytes)
+        and isinstance(content_type, str)
+        and isinstance(created, int)
+        and isinstance(body, bytes)
+        and isinstance(outer_hash, bytes)
+        and (vk is None) == (signature is None)
+        and (vk is None or (isinstance(vk, bytes) and isinstance(signature, bytes)))
+    ):
+        raise EnvelopeError("public envelope inner fields have the wrong types")
+    if outer_hash != _outer_hash(data[:22]):
+        raise EnvelopeError("public envelope outer fields were changed after it was made")
+    author = None
+    if vk is not None:
+        try:
+            author = PublicIdentity(vk)
+        except ValueError:
+            raise EnvelopeError("public envelope author key is not a valid public key") from None
+        if not author.verify(_PUBLIC_DOMAIN + payload, signature):
+            raise EnvelopeError("public envelope signature does not verify: forged author")
+    return OpenedPublic(envelope_id(data), _post_id(data, data[FIXED_LEN + 2 : FIXED_LEN + 2 + length]),
+                        content_type, author, created, body, outer.expires_at)
+
+
+# --- shared-key envelopes (friends' posts under a circle key) ----------------------------------------------------
+#
+# Layout: the fixed fields (kind 2, no recipient headers), then ``nonce (24) | SecretBox(key, u16 length | inner |
+# zero padding)`` as for content chunks (:mod:`komrade_dht.media`), so holders cannot tell a friends' post from a
+# chunk of the same size class. ``inner`` is a public envelope's signed inner (domain ``komrade/shared/v1``):
+# whoever holds the key can open it, and only the author's signature makes it theirs (friends hold the key too).
+
+_SHARED_DOMAIN = b"komrade/shared/v1"
+
+
+def make_shared(
+    author: Identity,
+    key: bytes,
+    body: bytes,
+    *,
+    content_type: str = "post",
+    ttl: int = DEFAULT_TTL,
+    now: float | None = None,
+    burn_secret: bytes | None = None,
+    pow: PowParams = PowParams(),
+    slot: bytes = NO_SLOT,
+) -> bytes:
+    """``body`` signed by ``author`` and encrypted under the 32-byte shared ``key``, in the smallest size class
+    that fits, with the proof of work for ``slot``. EnvelopeError if it does not fit 1024 bytes."""
+    if not 0 < ttl <= MAX_TTL:
+        raise EnvelopeError(f"lifetime must be between 1 second and 30 days, not {ttl} s")
+    now = time.time() if now is None else now
+    created = int(now)
+    burn_secret = os.urandom(16) if burn_secret is None else burn_secret
+    prefix = struct.pack(">BBI16s", VERSION, KIND_SHARED, created + ttl, burn_hash(burn_secret))
+    payload = codec.pack([content_type, author.verify_key, created, body, _outer_hash(prefix)])
+    inner = codec.pack([payload, author.sign(_SHARED_DOMAIN + payload)])
+    size = _pick_class(FIXED_LEN + _SECRETBOX_OVERHEAD + 2 + len(inner))
+    plaintext = len(inner).to_bytes(2, "big") + inner
+    plaintext += bytes(size - FIXED_LEN - _SECRETBOX_OVERHEAD - len(plaintext))
+    nonce = os.urandom(24)
+    out = prefix + bytes(8) + bytes([0]) + nonce + bindings.crypto_secretbox(plaintext, nonce, key)
+    assert len(out) == size
+    return mint_pow(out, pow, slot, now)
+
+
+def open_shared(data: bytes, key: bytes, now: float | None = None) -> OpenedPublic | None:
+    """Open a shared-key envelope with ``key``: None if it is not under this key (a miss costs one SecretBox),
+    EnvelopeError if it opens but is forged or malformed."""
+    outer = parse_outer(data, now)
+    if outer.kind != KIND_SHARED:
+        return None
+    boxed = data[FIXED_LEN:]
+    try:
+        plaintext = bindings.crypto_secretbox_open(boxed[24:], boxed[:24], key)
+    except CryptoError:
+        return None
+    length = int.from_bytes(plaintext[:2], "big")
+    if not 0 < length <= len(plaintext) - 2:
+        raise EnvelopeError("shared envelope inner length is out of range")
+    try:
+        payload, signature = codec.unpack(plaintext[2 : 2 + length], max_len=len(data))
+        content_type, vk, created, body, outer_hash = codec.unpack(payload, max_len=len(data))
+    except (CodecError, ValueError, TypeError):
+        raise EnvelopeError("shared envelope inner structure is malformed") from None
+    if not (isinstance(payload, bytes) and isinstance(content_type, str) and isinstance(vk, bytes)
+            and isinstance(created, int) and isinstance(body, bytes) and isinstance(signature, bytes)
+            and isinstance(outer_hash, bytes)):
+        raise EnvelopeError("shared envelope inner fields have the wrong types")
+    if outer_hash != _outer_hash(data[:22]):
+        raise EnvelopeError("shared envelope outer fields were changed after signing")
+    try:
+        author = PublicIdentity(vk)
+    except ValueError:
+        raise EnvelopeError("shared envelope author key is not a valid public key") from None
+    if not author.verify(_SHARED_DOMAIN + payload, signature):
+        raise EnvelopeError("shared envelope signature does not verify: forged author")
+    return OpenedPublic(envelope_id(data), _post_id(data, plaintext[2 : 2 + length]), content_type, author,
+                        created, body, outer.expires_at)

@@ -1,0 +1,215 @@
+"""Posts, images, friends, local posts and profiles (issue 10) on real loopback networks of 20 relays.
+
+Real UDP sockets on 127.0.0.1 (ports picked by the OS), real SQLite stores, real crypto and Pillow; cheap proof of
+work (CHEAP_POW) and a cheap node-id puzzle. Waits are conditions with deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Awaitable
+
+import pytest
+from PIL import Image
+
+from komrade_dht import envelope as env
+from komrade_dht import records
+from komrade_dht.errors import GeoError, ImageError, KomradeError, RecordStale
+from komrade_dht.identity import Identity
+from komrade_dht.node import KomradeNode, NodeConfig
+from komrade_dht.social import friends, posts, profiles
+
+from .support import CHEAP_POW, account, client, shutdown, start_relays
+
+RELAYS = 20
+CONFIG = NodeConfig(pow=CHEAP_POW, id_bits=8)
+DEADLINE = 110.0
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    async def main() -> Any:
+        return await asyncio.wait_for(coro, DEADLINE)
+
+    return asyncio.run(main())
+
+
+def photo_with_gps(width: int = 900, height: int = 600, seed: int = 1) -> bytes:
+    """A noisy JPEG (so it does not compress to nothing) carrying EXIF with a GPS position and a camera name."""
+    rng = os.urandom(width * height * 3) if seed else bytes(width * height * 3)
+    image = Image.frombytes("RGB", (width, height), rng).resize((width, height))
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam Inc"  # Make
+    gps = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 18.0)}
+    exif[0x8825] = gps
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90, exif=exif)
+    return out.getvalue()
+
+
+class Recorder:
+    """Keeps every byte string a node publishes or stores (what leaves the device)."""
+
+    def __init__(self, node: KomradeNode) -> None:
+        self.sent: list[bytes] = []
+        send, store_blobs = node.send, node.store_blobs
+
+        async def recorded_send(slot: bytes, data: bytes) -> int:
+            self.sent.append(data)
+            return await send(slot, data)
+
+        async def recorded_store(blobs: list[bytes]) -> int:
+            self.sent.extend(blobs)
+            return await store_blobs(blobs)
+
+        node.send = recorded_send  # type: ignore[method-assign]
+        node.store_blobs = recorded_store  # type: ignore[method-assign]
+
+    def take(self) -> list[bytes]:
+        out, self.sent = self.sent, []
+        return out
+
+
+def windows(blobs: list[bytes], n: int = 8) -> set[bytes]:
+    return {b[i : i + n] for b in blobs for i in range(len(b) - n + 1)}
+
+
+def held(relays: list[KomradeNode]) -> int:
+    return sum(r.store.stats().blobs for r in relays if r.store is not None)
+
+
+def test_world_friends_local_posts_on_twenty_relays(tmp_path: Path) -> None:
+    """The issue's "done when" for posts: a signed world post with an image read intact and metadata-free by two
+    readers who were offline when it was posted; anonymous posts unlinkable in their bytes; friends posts read by
+    friends only, and not by a removed friend after the removal; a local post found inside its radius only; bad
+    input refused with nothing published."""
+
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", RELAYS, CONFIG)
+        alice, bob, carol, dave = (account(tmp_path, n) for n in ("Alice", "Bob", "Carol", "Dave"))
+        nodes: list[KomradeNode] = []
+        try:
+            a = await client(relays[1].address, CONFIG)
+            nodes.append(a)
+            rec = Recorder(a)
+            # -- a signed world post with a photo carrying GPS; Bob and Carol are offline
+            original = photo_with_gps()
+            sent = await posts.publish_post(alice, a, "hello world, from Alice", image=original)
+            assert sent.blobs > 3 and sent.acks > 0
+            for name, reader in (("bob", bob), ("carol", carol)):
+                node = await client(relays[-1 if name == "bob" else 5].address, CONFIG)
+                nodes.append(node)
+                got = await posts.read_feed(reader, node, "world")
+                [post] = [p for p in got.new if p.id == sent.id]
+                assert post.text == "hello world, from Alice" and not post.anonymous
+                assert post.author_fingerprint == alice.fingerprint and post.author_name == "Alice"
+                assert post.image is not None and post.image_error is None
+                picture = Path(post.image).read_bytes()
+                decoded = Image.open(io.BytesIO(picture))
+                decoded.load()
+                assert decoded.format == "JPEG" and decoded.size == (900, 600)
+                assert not decoded.getexif() and b"SpyCam" not in picture and b"Exif" not in picture
+                assert posts.feed_posts(reader, "world")[0].id == sent.id
+            b_node, c_node = nodes[1], nodes[2]
+            rec.take()
+
+            # -- anonymous posts: neither Alice's key nor anything equal across two of hers (beyond what Bob's share)
+            t0 = time.time()
+            anon1 = await posts.publish_post(alice, a, "first note", anonymous=True,
+                                             image=photo_with_gps(300, 200), now=t0)
+            bytes1 = rec.take()
+            anon2 = await posts.publish_post(alice, a, "second thing", anonymous=True,
+                                             image=photo_with_gps(300, 200), now=t0 + 3)
+            bytes2 = rec.take()
+            bob_rec = Recorder(b_node)
+            bob_anon = await posts.publish_post(bob, b_node, "bob's post", anonymous=True,
+                                                image=photo_with_gps(300, 200), now=t0 + 6)
+            bob_bytes = bob_rec.take()
+            assert len({anon1.id, anon2.id, bob_anon.id}) == 3
+            key = alice.identity.verify_key
+            for blob in bytes1 + bytes2:
+                assert key not in blob
+                assert not windows([key]) & windows([blob]), "a piece of Alice's key is in an anonymous post"
+            linking = windows(bytes1) & windows(bytes2)
+            # what two anonymous posts of Alice share must be format constants: Bob's anonymous post has them too
+            assert linking <= windows(bob_bytes), f"{len(linking - windows(bob_bytes))} 8-byte windows link them"
+            got = await posts.read_feed(carol, c_node, "world")
+            anon_posts = [p for p in got.new if p.id in (anon1.id, anon2.id)]
+            assert len(anon_posts) == 2 and all(p.anonymous and p.author_name is None
+                                                and p.author_fingerprint is None and p.image for p in anon_posts)
+
+            # -- friends: Alice and Bob, Alice and Carol are friends; Dave adds Alice, Alice does not add Dave
+            for x, y in ((alice, bob), (bob, alice), (alice, carol), (carol, alice), (dave, alice)):
+                friends.add_friend(x, y.address.text, y.name)
+            d_node = await client(relays[7].address, CONFIG)
+            nodes.append(d_node)
+            for person, node in ((bob, b_node), (carol, c_node), (dave, d_node)):
+                await friends.deliver_keys(person, node)
+            first = await posts.publish_post(alice, a, "friends only: party on friday", to="friends")
+            with pytest.raises(KomradeError, match="always signed"):
+                await posts.publish_post(alice, a, "anonymous to friends?", to="friends", anonymous=True)
+            for person, node in ((bob, b_node), (carol, c_node)):
+                got = await posts.read_feed(person, node, "friends")
+                assert [p.text for p in got.new if p.id == first.id] == ["friends only: party on friday"]
+            got = await posts.read_feed(dave, d_node, "friends")
+            assert not [p for p in got.new if p.author_fingerprint == alice.fingerprint]
+
+            friends.remove_friend(alice, bob.address.text)
+            later = await posts.publish_post(alice, a, "friends only, after Bob left", to="friends")
+            got_carol = await posts.read_feed(carol, c_node, "friends")
+            assert [p.text for p in got_carol.new if p.id == later.id] == ["friends only, after Bob left"]
+            got_bob = await posts.read_feed(bob, b_node, "friends")
+            assert not [p for p in got_bob.new if p.author_fingerprint == alice.fingerprint]
+            assert not [p for p in posts.feed_posts(bob, "friends") if p.id == later.id]
+
+            # -- local: Berlin, 10 km; Bob 5 km away reads it, Carol in Potsdam (27 km) and in Paris does not
+            local = await posts.publish_post(alice, a, "market on the square", to="local", at=(52.5200, 13.4050),
+                                             radius_km=10)
+            assert local.area is not None and local.area.level_km == posts.DEFAULT_PRECISION_KM
+            got = await posts.read_feed(bob, b_node, "local", at=(52.5450, 13.4700))
+            assert [p.text for p in got.new if p.id == local.id] == ["market on the square"]
+            for where in ((52.3906, 13.0645), (48.8566, 2.3522)):
+                got = await posts.read_feed(carol, c_node, "local", at=where)
+                assert not [p for p in got.new if p.id == local.id]
+
+            # -- bad input: a clear error each, and nothing published
+            before = held(relays)
+            rec.take()
+            truncated = original[: len(original) // 2]
+            bomb = png_bomb()
+            bad: list[tuple[dict[str, Any], type[Exception], str]] = [
+                (dict(text="x" * 1001), KomradeError, "1001 characters"),
+                (dict(text="big", image=os.urandom(11 * 2**20)), ImageError, "at most"),
+                (dict(text="cut", image=truncated), ImageError, "truncated"),
+                (dict(text="not a picture", image=b"GIF89a, or is it? " * 20), ImageError, "picture"),
+                (dict(text="bomb", image=bomb), ImageError, "bomb"),
+                (dict(text="north of north", to="local", at=(91.0, 0.0), radius_km=5), GeoError, "latitude"),
+                (dict(text="far east", to="local", at=(10.0, 181.0), radius_km=5), GeoError, "longitude"),
+                (dict(text="too wide", to="local", at=(10.0, 10.0), radius_km=5000), GeoError, "radius"),
+                (dict(text="nowhere", to="local"), KomradeError, "position"),
+            ]
+            for kwargs, error, words in bad:
+                text = kwargs.pop("text")
+                with pytest.raises(error, match=words):
+                    await posts.publish_post(alice, a, text, **kwargs)
+            assert rec.take() == []
+            assert held(relays) == before
+        finally:
+            await shutdown([*nodes, *relays], (alice, bob, carol, dave))
+
+    run(scenario())
+
+
+def png_bomb(side: int = 100_000) -> bytes:
+    """A tiny PNG whose header declares ``side`` x ``side`` pixels (10 gigapixels): a decompression bomb."""
+    out = io.BytesIO()
+    Image.new("L", (8, 8)).save(out, format="PNG")
+    data = bytearray(out.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = side.to_bytes(4, "big") * 2
+    data[ihdr + 17 : ihdr + 21] = zlib.crc32(bytes(data[ihdr : ihdr + 17])).to_bytes(4, "big")
+    return bytes(data)
