@@ -170,3 +170,9 @@ class VoteError(KomradeError):
 class RegistrationError(KomradeError):
     """A voter registration (the one-time proof of work that makes an identity eligible to vote on world posts)
     is malformed, for another period, or carries too little work."""
+
+
+class CollectiveError(KomradeError):
+    """A collective's operation cannot be built, or its log cannot be replayed (no founding operation, or
+    several for different collectives). Single bad operations do not raise during a replay: they are listed in
+    the state with a reason."""
