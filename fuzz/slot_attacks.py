@@ -3,7 +3,8 @@
 Runs every attack of ``tests/test_slot_attacks.py`` on a real loopback network (UDP on 127.0.0.1, SQLite stores,
 real crypto; the scenarios are the tests', in ``tests/adversary.py``), bigger where that is cheap, and prints the
 figures the tests do not assert: how long Bob's sync took, how many datagrams and bytes his node sent, how much of
-his routing table he kept, whether the real DM arrived; the cost of one ``slot_digest`` on a 20,000-entry slot and
+his routing table he kept, whether the real DM arrived (also with a slot filled past its quota from one
+source and from 20); the cost of one ``slot_digest`` on a 20,000-entry slot and
 honest ping latency under the digest flood and under fresh-id pings; the bytes reflected to a silent address; what
 stuffing and an 8-hop gossip request achieve; the reader's cost of an 8-header envelope.
 
@@ -77,6 +78,9 @@ def scenarios(args: argparse.Namespace) -> dict[str, Callable[[Path], Awaitable[
         "junk": lambda tmp: adv.dm_scenario(tmp, hostile=adv.junk_in_slot(args.junk), **sync),
         "fill_one_source": lambda tmp: adv.dm_scenario(
             tmp, hostile=adv.fill_from_one_source(150), limits=StoreLimits(max_entries_per_slot=100), **sync),
+        "fill_many_sources": lambda tmp: adv.dm_scenario(
+            tmp, hostile=adv.fill_from_one_source(300, sockets=20), limits=StoreLimits(max_entries_per_slot=100),
+            **sync),
         "stuffing": lambda tmp: adv.stuffing(tmp, relays=args.relays, slots_per_relay=args.stuff_slots, targets=3),
         "digest_flood": lambda tmp: adv.digest_flood(tmp, entries=args.digest_entries, seconds=args.flood_seconds,
                                                      rate=100.0, burst=300),

@@ -809,15 +809,17 @@ def junk_in_slot(count: int, *, holders: int = 8, sockets: int = 20) -> Callable
     return setup
 
 
-def fill_from_one_source(count: int) -> Callable[..., Awaitable[Any]]:
-    """Attack 2b's set-up: one attacker socket appends ``count`` junk envelopes to the slot on every relay (the
-    test makes ``count`` larger than the per-slot quota)."""
+def fill_from_one_source(count: int, sockets: int = 1) -> Callable[..., Awaitable[Any]]:
+    """Attack 2b's set-up: ``sockets`` attacker sockets (one source each, one by default) append ``count`` junk
+    envelopes in all to the slot on every relay (the test makes ``count`` larger than the per-slot quota)."""
 
     async def setup(tmp: Path, net: list[KomradeNode], slot: bytes, extra: list[Any]) -> dict[str, Any]:
         envelopes = await asyncio.to_thread(junk, slot, net[0].config.pow, count)
-        senders = await raw_senders(1)
+        senders = await raw_senders(sockets)
         extra.extend(senders)
-        return await flood_appends(senders, net, slot, envelopes)
+        result = await flood_appends(senders, net, slot, envelopes)
+        result.update(junk=count, sockets=sockets)
+        return result
 
     return setup
 

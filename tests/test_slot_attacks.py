@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ def run(coro: Awaitable[Any]) -> Any:
     """Run a scenario in a fresh loop under the test's hard deadline, recording exceptions that escape into the
     loop (a callback's, or a task's nobody awaited) for :func:`clean`."""
     loop_errors: list[str] = []
+    logged = ErrorLog()
+    logging.getLogger("komrade_dht").addHandler(logged)
 
     async def main() -> Any:
         asyncio.get_running_loop().set_exception_handler(
@@ -46,16 +49,36 @@ def run(coro: Awaitable[Any]) -> Any:
             gc.collect()  # "Task exception was never retrieved" is reported when the task is collected
             await asyncio.sleep(0)
 
-    figures = asyncio.run(main())
-    gc.collect()
+    try:
+        figures = asyncio.run(main())
+        gc.collect()
+    finally:
+        logging.getLogger("komrade_dht").removeHandler(logged)
     figures["loop_errors"] = loop_errors
+    figures["logged_errors"] = logged.messages
     return figures
 
 
+class ErrorLog(logging.Handler):
+    """Collects what the node logs at ERROR or above (a periodic job that failed, a handler that raised)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {record.exc_info[1]!r}"
+        self.messages.append(f"{record.name}: {text}")
+
+
 def clean(figures: dict[str, Any]) -> None:
-    """The last check of every network test (after the attack's own, so a failing attack reports its figures)."""
+    """The last check of every network test (after the attack's own, so a failing attack reports its figures): no
+    exception reached the loop, no honest handler or task failed, no honest node logged an error."""
     assert figures["loop_errors"] == [], f"exceptions reached the event loop: {figures['loop_errors'][:5]}"
     assert not figures.get("honest_errors"), f"an honest node's handler or task failed: {show(figures)}"
+    assert figures["logged_errors"] == [], f"honest nodes logged errors: {figures['logged_errors'][:5]}"
 
 
 def show(figures: dict[str, Any]) -> str:
@@ -109,6 +132,22 @@ def test_junk_from_one_source_cannot_make_holders_refuse_an_honest_dm(tmp_path: 
     into the slot by at least half the relays, and Bob's sync must deliver it."""
     figures = run(adv.dm_scenario(
         tmp_path, relays=RELAYS, config=adv.net_config(), hostile=adv.fill_from_one_source(150),
+        timeout=SYNC_GUARD, abort_datagrams=SYNC_DATAGRAMS, limits=StoreLimits(max_entries_per_slot=100),
+    ))
+    assert max(figures["attack"]["accepted"]) > 0, f"the attacker's junk must reach the relays: {show(figures)}"
+    assert figures["send"] == "ok", f"holders refused Alice's DM: {show(figures)}"
+    assert figures["holders_with_dm"] >= RELAYS // 2, show(figures)
+    assert figures["delivered"], show(figures)
+    clean(figures)
+
+
+def test_junk_from_twenty_sources_cannot_make_holders_refuse_an_honest_dm(tmp_path: Path) -> None:
+    """Attack 2, filling a slot from many sources (a small botnet): relays hold at most 100 entries per slot; 20
+    attacker sockets append 300 valid junk envelopes in all (15 each, light sources every one) to Bob's slot on every
+    relay. Alice's DM must still be accepted into the slot by at least half the relays, Bob's sync must deliver it,
+    and no honest node may fail on the full slot."""
+    figures = run(adv.dm_scenario(
+        tmp_path, relays=RELAYS, config=adv.net_config(), hostile=adv.fill_from_one_source(300, sockets=20),
         timeout=SYNC_GUARD, abort_datagrams=SYNC_DATAGRAMS, limits=StoreLimits(max_entries_per_slot=100),
     ))
     assert max(figures["attack"]["accepted"]) > 0, f"the attacker's junk must reach the relays: {show(figures)}"
