@@ -157,6 +157,38 @@ def test_junk_from_twenty_sources_cannot_make_holders_refuse_an_honest_dm(tmp_pa
     clean(figures)
 
 
+def test_a_slot_filled_to_its_quota_does_not_break_anti_entropy(tmp_path: Path) -> None:
+    """Attack 2, its side effect on repair: relay A holds Bob's slot filled to its quota (10 entries here) and relay B
+    holds 30 entries of it. A's anti-entropy round for that slot (``reconcile``) must finish, not raise: a full slot
+    must not stop the repair of the other slots of the round (9998cf2 raises QuotaExceeded out of the round)."""
+
+    async def scenario() -> dict[str, Any]:
+        config = adv.net_config()
+        a = await adv.start_node(tmp_path, config, limits=StoreLimits(max_entries_per_slot=10))
+        b = await adv.start_node(tmp_path, config)
+        try:
+            await b.bootstrap([a.address])
+            slot = os.urandom(20)
+            envelopes = await asyncio.to_thread(adv.junk, slot, config.pow, 30)
+            figures: dict[str, Any] = {
+                "held_a": adv.plant(a, slot, envelopes[:10]),
+                "held_b": adv.plant(b, slot, envelopes),
+            }
+            try:
+                figures["reconciled"] = list(await a.reconcile(slot))
+            except Exception as exc:  # noqa: BLE001 - the failure under test
+                figures["raised"] = repr(exc)[:300]
+            figures["honest_errors"] = adv.honest_errors([a, b])
+            return figures
+        finally:
+            await adv.shutdown([a, b])
+
+    figures = run(scenario())
+    assert (figures["held_a"], figures["held_b"]) == (10, 30), show(figures)
+    assert "raised" not in figures, f"anti-entropy raised on a full slot: {show(figures)}"
+    clean(figures)
+
+
 def test_one_envelope_is_accepted_into_at_most_one_slot_per_node(tmp_path: Path) -> None:
     """Attack 3, stuffing: one envelope (work done once, for one slot; 20,000 expected trials so that luck does not
     count) appended from one socket to 200 made-up slot ids next to each of 3 relays. Each relay must accept it into
