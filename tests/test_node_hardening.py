@@ -612,6 +612,7 @@ async def test_replies_never_exceed_three_times_the_request(tmp_path: Path) -> N
             ("slot_digest", (slot,)),
             ("get_heads", ([env.envelope_id(e) for e in entries[:16]],)),
             ("put_record", (os.urandom(20), os.urandom(600))),
+            ("stem", (slot, gossiped, 2)),
             ("get_record", (record_key,)),
         ]
         missing = set(wire.ARGS) - {method for method, _ in calls}

@@ -37,6 +37,14 @@ class Lookup(NodeSpiderCrawl):
     async def _run(self, rpc: Any, *, want_value: bool) -> list[Node] | bytes | None:
         in_flight: dict[asyncio.Future[Any], Node] = {}
         stalled: set[asyncio.Future[Any]] = set()
+        # kademlia's NodeHeap.remove is undone when a later reply lists the same peer again, and its result may
+        # hold peers nobody heard from: we remember who failed (never re-added) and who answered (the result).
+        dead: set[bytes] = set()
+        answered: set[bytes] = set()
+
+        def result() -> list[Node]:
+            return [n for n in self.nearest if n.id in answered]
+
         try:
             while True:
                 for peer in self.nearest.get_uncontacted():
@@ -45,7 +53,7 @@ class Lookup(NodeSpiderCrawl):
                     self.nearest.mark_contacted(peer)
                     in_flight[asyncio.ensure_future(rpc(peer, self.node))] = peer
                 if not in_flight:
-                    return None if want_value else list(self.nearest)
+                    return None if want_value else result()
                 soft = SOFT_TIMEOUT_FRACTION * self.protocol._wait_timeout
                 done, _ = await asyncio.wait(in_flight, timeout=soft, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
@@ -53,20 +61,22 @@ class Lookup(NodeSpiderCrawl):
                     if not want_value and not self.nearest.get_uncontacted():
                         # Everyone left to hear from is overdue: answer with the live nodes we have, rather than
                         # wait a full timeout for peers that most likely left. Their late replies are not needed.
-                        self.nearest.remove([in_flight[t].id for t in stalled])
-                        return list(self.nearest)
+                        return result()
                     continue
                 for task in done:
                     stalled.discard(task)
                     peer = in_flight.pop(task)
                     ok, value = task.result()
                     if not ok:
+                        dead.add(peer.id)
                         self.nearest.remove([peer.id])
                     elif isinstance(value, dict):
+                        answered.add(peer.id)
                         if want_value:
                             return value["value"]
                     else:
-                        self.nearest.push([Node(*contact) for contact in value])
+                        answered.add(peer.id)
+                        self.nearest.push([Node(*c) for c in value if c[0] not in dead])
         finally:
             for task in in_flight:
                 task.cancel()
