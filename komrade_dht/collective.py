@@ -650,7 +650,11 @@ def _neg(digest: bytes) -> bytes:
 
 def _enact(state: State, op: Op, prop: ProposalState) -> None:
     if prop.action == "amend":
-        state.constitution = state.constitution.amended(prop.target)
+        try:
+            state.constitution = state.constitution.amended(prop.target)
+        except CollectiveError:  # pragma: no cover - fields are checked one by one when proposed
+            state.events.append((op.hash, "amendment passed but no longer valid; nothing changed"))
+            return
         state.events.append((op.hash, f"constitution amended: {sorted(prop.target)}"))
     else:
         member = prop.target

@@ -26,7 +26,7 @@ scalar's integer value with L, nothing more.
 
 Every hash is BLAKE2b with its own personalisation (``komrade/lsag-*``) and length-prefixed fields.
 
-**What verify checks, cheapest first** (all before any scalar multiplication): the signature is exactly
+**What verify checks, cheapest first** (all before the ring equation): the signature is exactly
 64 + 32n bytes for a ring of n; every scalar (c_0, each s_i) is canonical (< L) and non-zero; the tag I and every
 ring key are canonical encodings of points of the prime-order subgroup that are not of small order
 (``crypto_core_ed25519_is_valid_point``, which checks on-curve, canonical, small order and subgroup membership;
@@ -47,6 +47,7 @@ signer's index appears nowhere.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -96,9 +97,15 @@ def _lp(data: bytes) -> bytes:
     return len(data).to_bytes(8, "big") + data
 
 
+@functools.lru_cache(maxsize=8192)
+def _valid_point(p: bytes) -> bool:
+    # Cached: a deterministic check of public bytes (a ring's keys recur in every vote of a tally).
+    return bool(sodium.crypto_core_ed25519_is_valid_point(p))
+
+
 def _is_group_point(p: bytes) -> bool:
     """True for a 32-byte canonical point of the prime-order subgroup, not of small order, not the identity."""
-    return len(p) == POINT_BYTES and p != _IDENTITY_POINT and bool(sodium.crypto_core_ed25519_is_valid_point(p))
+    return len(p) == POINT_BYTES and p != _IDENTITY_POINT and _valid_point(p)
 
 
 def _is_scalar(s: bytes) -> bool:
@@ -185,7 +192,12 @@ def tag_base(scope: bytes) -> bytes:
     the two points are added (the random-oracle construction of hash-to-curve, so Hp is not restricted to the
     image of one map).
     """
-    scope = _check_scope(scope)
+    return _tag_base(_check_scope(scope))
+
+
+@functools.lru_cache(maxsize=1024)
+def _tag_base(scope: bytes) -> bytes:
+    """tag_base of a checked scope (cached: the same post's votes share it)."""
     h = hashlib.blake2b(_lp(scope), digest_size=64, person=_PERSON_HP).digest()
     p = sodium.crypto_core_ed25519_add(
         sodium.crypto_core_ed25519_from_uniform(h[:32]), sodium.crypto_core_ed25519_from_uniform(h[32:])
@@ -287,17 +299,18 @@ def sign(identity: Identity, ring: Sequence[bytes], scope: bytes, message: bytes
 def verify(ring: Sequence[bytes], scope: bytes, message: bytes, signature: bytes) -> bytes:
     """Check a ring signature; return its 32-byte link tag.
 
-    Raises :class:`RingMalformed` (before any scalar multiplication) when the signature's length does not match
+    Raises :class:`RingMalformed` (before the ring equation is computed) when the signature's length does not match
     the ring, a scalar is not canonical or is zero, the tag is not a valid point of the prime-order subgroup (off
     the curve, small order, identity), or the ring is invalid (see :func:`canonical_ring`); raises
     :class:`RingForged` when the ring equation does not close (forged, another scope, message or ring, or a
     signer outside the ring).
     """
     signature = _as_bytes(signature, "a signature")
-    keys = canonical_ring(ring)
     scope = _check_scope(scope)
     message = _as_bytes(message, "a message")
-    n = len(keys)
+    members = list(ring)
+    n = len(members)
+    # Cheapest first: lengths, then integer comparisons, then point checks (each a multiplication by L).
     if len(signature) != signature_size(n):
         raise RingMalformed(
             f"a signature over a ring of {n} is {signature_size(n)} bytes, got {len(signature)}"
@@ -307,6 +320,7 @@ def verify(ring: Sequence[bytes], scope: bytes, message: bytes, signature: bytes
     s = [signature[64 + 32 * i : 96 + 32 * i] for i in range(n)]
     if not _is_scalar(c0) or not all(_is_scalar(v) for v in s):
         raise RingMalformed("a scalar of the signature is zero or not below the group order")
+    keys = canonical_ring(members)
     if not _is_group_point(tag):
         raise RingMalformed("the link tag is not a valid point of the prime-order subgroup")
     base = tag_base(scope)

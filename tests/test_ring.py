@@ -243,9 +243,11 @@ def test_ring_refusals() -> None:
         ring.canonical_ring([KEYS[0], "x" * 32])  # type: ignore[list-item]
     with pytest.raises(RingMalformed, match="at most"):
         ring.canonical_ring(os.urandom(32) for _ in range(ring.MAX_RING + 1))
-    sig = ring.sign(IDS[0], KEYS[:3], b"s", b"m")
+    sig = ring.sign(IDS[0], KEYS[:4], b"s", b"m")
     with pytest.raises(RingMalformed, match="twice"):
         ring.verify([KEYS[0], KEYS[1], KEYS[2], KEYS[1]], b"s", b"m", sig)
+    with pytest.raises(RingMalformed, match="bytes"):  # the length is checked first, before any point
+        ring.verify([KEYS[0], KEYS[1], KEYS[2]], b"s", b"m", sig)
     with pytest.raises(RingMalformed, match="twice"):
         ring.sign(IDS[0], [KEYS[0], KEYS[0]], b"s", b"m")
 
