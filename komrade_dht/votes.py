@@ -59,9 +59,9 @@ import hashlib
 import hmac
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Union
 
 import nacl.bindings as sodium
 
@@ -91,6 +91,9 @@ __all__ = [
     "RegistrationParams",
     "REGISTRATION_TRIALS",
     "period_of",
+    "registration_id",
+    "registry_slot",
+    "ElectorateLike",
     "mint_registration",
     "check_registration",
     "electorate_from_registrations",
@@ -180,7 +183,19 @@ class Electorate:
         return self._ring_id
 
 
-def choose_subring(identity: Identity, electorate: Electorate, scope: bytes) -> tuple[bytes, ...]:
+#: An electorate, or simply the list of a roster's keys (taken as ``Electorate.roster(keys)``).
+ElectorateLike = Union[Electorate, Sequence[bytes]]
+
+
+def _as_electorate(electorate: ElectorateLike) -> Electorate:
+    if isinstance(electorate, Electorate):
+        return electorate
+    if isinstance(electorate, (bytes, str)) or not isinstance(electorate, Sequence):
+        raise VoteError("an electorate is an Electorate or a list of keys", reason="bad-ring")
+    return Electorate.roster(electorate)
+
+
+def choose_subring(identity: Identity, electorate: ElectorateLike, scope: bytes) -> tuple[bytes, ...]:
     """The ring ``identity`` signs over in ``scope``: the roster, or its own key and decoys.
 
     Decoys: the eligible keys with the lowest BLAKE2b(key = a secret derived from the identity and the scope, key_i)
@@ -188,6 +203,7 @@ def choose_subring(identity: Identity, electorate: Electorate, scope: bytes) -> 
     unpredictable for anyone else, uniform over the registry. Raises :class:`VoteError` (``"not-eligible"``) if
     the identity is not in the electorate.
     """
+    electorate = _as_electorate(electorate)
     me = identity.verify_key
     if me not in electorate.keys:
         raise VoteError("this identity is not eligible to vote here", reason="not-eligible")
@@ -211,7 +227,7 @@ def _choice_of(choice: str | int) -> int:
     raise VoteError(f"a choice is up, down or none, not {choice!r}", reason="malformed")
 
 
-def make_vote(identity: Identity, electorate: Electorate, scope: bytes, choice: str | int, seq: int) -> bytes:
+def make_vote(identity: Identity, electorate: ElectorateLike, scope: bytes, choice: str | int, seq: int) -> bytes:
     """A vote of ``identity`` on ``scope``: ``choice`` is ``"up"``, ``"down"`` or ``"none"`` (or 1, -1, 0).
 
     ``seq`` orders the same voter's votes on a scope (use a counter or the time in seconds). Raises
@@ -223,6 +239,7 @@ def make_vote(identity: Identity, electorate: Electorate, scope: bytes, choice: 
     value = _choice_of(choice)
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         raise VoteError(f"seq is an integer from 0 to {MAX_SEQ}", reason="malformed")
+    electorate = _as_electorate(electorate)
     members = choose_subring(identity, electorate, scope)
     signature = ring.sign(identity, members, scope, _signed_message(value, seq))
     ring_field: bytes | list[bytes] = electorate.ring_id if electorate.fixed else list(members)
@@ -232,9 +249,9 @@ def make_vote(identity: Identity, electorate: Electorate, scope: bytes, choice: 
     return data
 
 
-@dataclass(frozen=True)
-class OpenedVote:
-    """A verified vote: its link tag (the same for the same voter on the same scope), choice and sequence."""
+class OpenedVote(NamedTuple):
+    """A verified vote: its link tag (the same for the same voter on the same scope), choice and sequence.
+    A tuple: ``tag, choice, seq = open_vote(...)``."""
 
     tag: bytes
     choice: int
@@ -310,14 +327,14 @@ def _verify(parsed: _Parsed) -> bytes:
         raise VoteError(f"the vote's ring signature is refused: {exc}", reason=exc.reason) from None
 
 
-def open_vote(data: bytes, electorate: Electorate, scope: bytes) -> OpenedVote:
+def open_vote(data: bytes, electorate: ElectorateLike, scope: bytes) -> OpenedVote:
     """Verify one vote on ``scope`` against ``electorate``; return (tag, choice, seq).
 
     Raises :class:`VoteError` whose ``reason`` says why: ``too-large``, ``malformed``, ``version``,
     ``wrong-scope``, ``wrong-ring``, ``not-eligible`` (cheap checks), then ``malformed`` (a point or scalar
     refused by the ring layer) or ``forged``.
     """
-    parsed = _parse(data, electorate, bytes(scope))
+    parsed = _parse(data, _as_electorate(electorate), bytes(scope))
     return OpenedVote(_verify(parsed), parsed.choice, parsed.seq)
 
 
@@ -341,7 +358,7 @@ class Tally:
 
 
 def tally(
-    votes: Iterable[bytes], electorate: Electorate, scope: bytes, *, max_verify: int | None = None
+    votes: Iterable[bytes], electorate: ElectorateLike, scope: bytes, *, max_verify: int | None = None
 ) -> Tally:
     """Count the votes on ``scope``: one per link tag, the highest ``seq`` winning; refusals counted by reason.
 
@@ -350,6 +367,7 @@ def tally(
     unbounded); entries left over are counted as ``unchecked``.
     """
     scope = bytes(scope)
+    electorate = _as_electorate(electorate)
     rejected: dict[str, int] = {}
 
     def refuse(reason: str, n: int = 1) -> None:
@@ -415,6 +433,18 @@ class RegistrationParams:
     def target(self) -> int:
         """The highest acceptable 64-bit work value."""
         return 2**64 - 1 if self.trials <= 1 else int(2**64 / self.trials)
+
+
+def registration_id(verify_key: bytes, period: int) -> bytes:
+    """The 20-byte DHT key a registration is stored under (``komrade/reg/v1 | key | period``), so a reader can
+    fetch the registration of each key a vote's sub-ring names."""
+    data = bytes(verify_key) + period.to_bytes(8, "big")
+    return hashlib.blake2b(data, digest_size=20, person=b"komrade/reg-id").digest()
+
+
+def registry_slot(period: int) -> bytes:
+    """The 20-byte key of the public slot listing a period's registrations (voters draw their decoys from it)."""
+    return hashlib.blake2b(b"komrade/registry/v1|" + period.to_bytes(8, "big"), digest_size=20).digest()
 
 
 def period_of(now: float, params: RegistrationParams = RegistrationParams()) -> int:

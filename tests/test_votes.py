@@ -232,9 +232,21 @@ def test_forged_junk_is_counted_and_max_verify_bounds_the_work() -> None:
     assert bounded == votes.tally(list(reversed(forged + valid)), ROSTER, POST, max_verify=5)
 
 
-def test_slot_key_is_per_scope() -> None:
+def test_slot_and_registration_keys() -> None:
     assert len(votes.slot_key(POST)) == 20
     assert votes.slot_key(POST) != votes.slot_key(OTHER_POST)
+    assert len(votes.registration_id(KEYS[0], 5)) == len(votes.registry_slot(5)) == 20
+    assert votes.registration_id(KEYS[0], 5) != votes.registration_id(KEYS[0], 6) != votes.registration_id(KEYS[1], 6)
+    assert votes.registry_slot(5) != votes.registry_slot(6)
+
+
+def test_a_plain_key_list_is_a_roster() -> None:
+    data = votes.make_vote(IDS[2], KEYS[:5], POST, "up", 1)
+    tag, choice, seq = votes.open_vote(data, list(reversed(KEYS[:5])), POST)
+    assert (tag, choice, seq) == (ring.link_tag(IDS[2], POST), 1, 1)
+    assert votes.tally([data], KEYS[:5], POST).up == 1
+    with pytest.raises(VoteError):
+        votes.open_vote(data, b"not a list", POST)  # type: ignore[arg-type]
 
 
 # -- registrations --------------------------------------------------------------------------------------------
