@@ -54,6 +54,9 @@ reason; it stays a valid parent, its effect is just nil):
   at the proposal), counted one per link tag, newest ``seq`` per tag; it **passes at the first vote that brings
   the up-votes to that number**, and its effect applies right there. A down or none vote only matters by not
   being an up-vote.
+* **Large collectives**: a roster of up to 32 members votes over the whole roster (a vote fits a datagram);
+  a larger one votes in registry mode over its roster (komrade_dht.votes), each vote naming a sub-ring of 16
+  members, so the anonymity set of one vote is 16, not the roster.
 * **Deadlines**: a proposal is open until it passes or a ``result`` closes it. A member may close it with
   ``failed`` once its ``closes_at`` has passed (by the result's own claimed time); ``passed`` only confirms a
   proposal that has passed. A result that says otherwise is ignored (``bad-result``). **A vote after the

@@ -145,6 +145,10 @@ class Electorate:
     _ring: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
     _ring_id: bytes = field(default=b"", repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.fixed and len(self._ring) != len(self.keys):
+            raise VoteError("build a roster with Electorate.roster(keys)", reason="bad-ring")
+
     @classmethod
     def roster(cls, keys: Iterable[bytes]) -> Electorate:
         """A fixed ring (a collective's roster). Raises :class:`VoteError` if it is invalid or too large for a

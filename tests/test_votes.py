@@ -71,6 +71,10 @@ def test_make_vote_refusals() -> None:
     with pytest.raises(VoteError) as err:
         Electorate.roster([KEYS[0], KEYS[0]])
     assert err.value.reason == "bad-ring"
+    with pytest.raises(VoteError, match="roster"):
+        Electorate(frozenset(KEYS[:3]), True)
+    with pytest.raises(VoteError):
+        Electorate.registry(KEYS, subring=0)
 
 
 def _reason(data: object, electorate: Electorate = ROSTER, scope: bytes = POST) -> str:
