@@ -284,8 +284,8 @@ class KomradeNode(Server):
         if self.config.gossip.hops > 0:
             self.protocol.forward(slot, envelope, self.config.gossip.hops - 1)
         if self.store is not None and self.protocol.is_close_to(slot):
-            self.store.append(slot, envelope, env.parse_outer(envelope).expires_at)
-            acks += 1
+            # held here too, through the same checks and quotas as anyone's append
+            acks += self.protocol._hold(self.address, envelope, slot=slot, near=None) is None
         if acks == 0:
             raise NetworkError(
                 f"no node acknowledged the envelope ({len(slot_nodes)} slot holders tried): is the network reachable?"
@@ -538,9 +538,13 @@ class KomradeNode(Server):
             if close:
                 for key in theirs - ours:
                     ok, data = await self.protocol.call_get_blob(node, key)
-                    if ok and data is not None and self._valid(data) and env.check_pow(data, self.config.pow, slot):
-                        self.store.append(slot, data, env.parse_outer(data).expires_at)
-                        self.protocol.seen.add(key)
+                    if not (ok and isinstance(data, bytes)):
+                        continue
+                    # the same checks and fair share as an append from that holder
+                    refusal = self.protocol._hold((node.ip, node.port), data, slot=slot, near=None)
+                    if refusal in ("quota", "slot_share", "write_rate_limited"):
+                        break
+                    if refusal is None:
                         ours.add(key)
                         pulled += 1
         self.protocol.counters["ae_pushed"] += pushed
