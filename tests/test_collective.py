@@ -346,3 +346,20 @@ def test_big_rosters_vote_over_sub_rings() -> None:
     ph = log.add(C.propose_amend(many[0], log.state, {"vouch_min": 3}, T + 1))
     log.add(C.vote(many[5], log.state, ph, "up", 1))
     assert log.state.proposals[ph].up == 1 and not log.state.ignored
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=20) | st.binary(max_size=40),
+    lambda inner: st.lists(inner, max_size=9) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=24,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=300), _values.map(codec.pack)), max_size=6))
+def test_hostile_operations_are_rejected_never_raised(junk: list[bytes]) -> None:
+    state = C.replay(SCENARIO_OPS[:3] + junk)
+    assert set(state.order) >= {C.op_hash(o) for o in SCENARIO_OPS[:3]}
+    for data in junk:
+        with pytest.raises(CollectiveError):
+            C.decode_op(data)

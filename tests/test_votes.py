@@ -294,3 +294,32 @@ def test_electorate_from_registrations() -> None:
     assert votes.tally([data], electorate, POST).up == 1
     with pytest.raises(VoteError):
         votes.make_vote(IDS[10], electorate, POST, "up", 1)
+
+
+# -- hostile input never escapes as anything but a VoteError ------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20)
+    | st.binary(max_size=80),
+    lambda inner: st.lists(inner, max_size=7) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=1400), _msgpack_values.map(codec.pack)))
+def test_hostile_bytes_only_raise_vote_error(data: bytes) -> None:
+    for electorate in (ROSTER, REGISTRY):
+        with pytest.raises(VoteError):
+            votes.open_vote(data, electorate, POST)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_msgpack_values, min_size=6, max_size=6))
+def test_hostile_six_field_votes_only_raise_vote_error(fields: list) -> None:
+    fields[1] = POST
+    with pytest.raises(VoteError):
+        votes.open_vote(codec.pack(fields), ROSTER, POST)
