@@ -129,7 +129,7 @@ class SlotRead:
         local = set(local_ids)
         wanted = [i for i in self._where if i not in self.known and i not in local]
         if self.limits.newest > 0:
-            wanted = wanted[-self.limits.newest :]
+            wanted = self._newest(wanted)
         heads = await self._heads(wanted)
         keep = [i for i, h in heads.items() if self._wants(i, h)]
         blobs = await asyncio.gather(*(self._blob(i, heads[i]) for i in keep))
@@ -177,9 +177,22 @@ class SlotRead:
                 if len(self._where) >= self.limits.ids_per_read and key not in self._where:
                     break
                 self._where.setdefault(key, []).append(holder)
+                holder.ids.append(key)
             if not ids or next_cursor <= cursor:
                 return
             cursor = next_cursor
+
+    def _newest(self, wanted: list[bytes]) -> list[bytes]:
+        """The ``limits.newest`` of ``wanted`` nearest the end of some holder's list (its newest arrivals), ids more
+        than one holder listed first (what one holder alone lists is most likely made up)."""
+        rank: dict[bytes, int] = {}
+        for holder in self._holders.values():
+            n = len(holder.ids)
+            for i, key in enumerate(holder.ids):
+                rank[key] = min(rank.get(key, n - i), n - i)
+        order = sorted(wanted, key=lambda k: (len(self._where.get(k, ())) < 2, rank.get(k, 1 << 62)))
+        keep = set(order[: self.limits.newest])
+        return [k for k in wanted if k in keep]
 
     def _cap_unique(self) -> None:
         """Keep at most ``unique_ids_per_holder`` of the ids each holder alone listed (in the order it listed them):

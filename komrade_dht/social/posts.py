@@ -255,9 +255,11 @@ async def publish_post(
     ttl: int = DEFAULT_TTL,
     params: SlotParams = SlotParams(),
     now: float | None = None,
+    shard: int | None = None,
 ) -> Published:
     """Check, then publish a post (see the module docstring). Nothing reaches the network if a check fails
-    (KomradeError, ImageError, GeoError). NetworkError if no holder acknowledged its chunks or its envelope."""
+    (KomradeError, ImageError, GeoError). NetworkError if no holder acknowledged its chunks or its envelope.
+    ``shard`` picks the world shard (tests and benchmarks; random otherwise)."""
     draft = await asyncio.to_thread(prepare, text, to=to, anonymous=anonymous, image=image, at=at,
                                     radius_km=radius_km, precision_km=precision_km, ttl=ttl)
     if draft.feed == "friends":
@@ -282,7 +284,7 @@ async def publish_post(
     epoch = params.epoch(now)
     circle_key = friends.my_circle(account)["key"] if draft.feed == "friends" else b""
     if draft.feed == "world":
-        slots = [world_slot(epoch, random.randrange(WORLD_SHARDS))]
+        slots = [world_slot(epoch, random.randrange(WORLD_SHARDS) if shard is None else shard)]
     elif draft.feed == "local":
         assert draft.area is not None
         slots = [geo_slot(epoch, cell) for cell in draft.area.cells]
