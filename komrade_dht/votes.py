@@ -25,7 +25,7 @@ the vote is trusted.
   members; a larger collective votes in registry mode over its roster, below).
 * *Registry* (world posts): the eligible set is every identity holding a valid **registration** for the current
   period: a one-time, per-period proof of work bound to the key (:func:`mint_registration`, Argon2id with 16 MiB
-  per trial, :data:`REGISTRATION_TRIALS` expected trials, 25-45 s of one core here, see benchmarks/ring.py;
+  per trial, :data:`REGISTRATION_TRIALS` expected trials, ~22 s of one core here, see benchmarks/ring.py;
   valid for the period it names and the next, so a registration made once per 90 days keeps an identity
   eligible without a gap). Signing over
   thousands of keys would make each vote tens of kilobytes, so a vote names a **sub-ring** of
@@ -36,8 +36,8 @@ the vote is trusted.
   vote.
 
 **What the Sybil cost buys.** One vote per post costs one registration per period: an attacker who wants V
-extra votes on *every* post pays V registrations per 90 days (V x 25-45 core-seconds at the default; 1,000 fake
-voters ~ 7-13 core-hours a quarter). That stops casual multiplication (a script minting keys for free, which is
+extra votes on *every* post pays V registrations per 90 days (V x ~22 core-seconds at the default; 1,000 fake
+voters ~ 6 core-hours a quarter). That stops casual multiplication (a script minting keys for free, which is
 what plain per-post pseudonyms allow) and makes vote stuffing cost in proportion to its size, but a funded
 attacker can afford it; world tallies are a signal, not an election. Collectives, whose roster is admitted by
 vouching, do not have this problem. The anonymity set of a world vote is its sub-ring (16), not the registry.
@@ -422,7 +422,7 @@ def tally(
 
 _REG_SALT = b"komrade/reg/v1\x00\x00"
 _REG_PERSON = b"komrade/reg"
-#: Expected Argon2id trials of one registration (16 MiB each, 6-11 ms here): 25-45 s of one core.
+#: Expected Argon2id trials of one registration (16 MiB each, ~5 ms here, 2x under load): ~22 s of one core.
 REGISTRATION_TRIALS = 4096
 
 
