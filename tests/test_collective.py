@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from komrade_dht import codec, ring, votes
 from komrade_dht import collective as C
-from komrade_dht.errors import CollectiveError
+from komrade_dht.errors import CollectiveError, VoteError
 from komrade_dht.identity import Identity
 
 IDS = [Identity.from_seed(bytes([i + 100]) * 32) for i in range(12)]
@@ -363,3 +363,28 @@ def test_hostile_operations_are_rejected_never_raised(junk: list[bytes]) -> None
     for data in junk:
         with pytest.raises(CollectiveError):
             C.decode_op(data)
+
+
+def test_a_newcomer_joins_from_the_founding_operation_alone() -> None:
+    """An invitation carries the founding op: the newcomer's join names it as parent; members accept it."""
+    log = _founded()
+    log.add(C.vouch(A, log.state, bytes(32), T + 1))  # some history the newcomer has not seen (unknown join)
+    request = C.join(N1, C.replay(log.ops[:1]), "hello", T + 2)
+    assert C.decode_op(request).parents == (log.state.collective_id,)
+    jh = log.add(request)
+    assert log.state.joins[jh].newcomer == N1.verify_key
+    log.add(C.vouch(A, log.state, jh, T + 3))
+    log.add(C.vouch(B, log.state, jh, T + 4))
+    assert N1.verify_key in log.state.members
+
+
+def test_who_votes_on_a_proposal_is_fixed_when_it_is_made() -> None:
+    log = _founded()
+    ph = log.add(C.propose_remove(A, log.state, E.verify_key, T + 1))
+    jh = log.add(C.join(N1, log.state, "", T + 2))
+    log.add(C.vouch(A, log.state, jh, T + 3))
+    log.add(C.vouch(B, log.state, jh, T + 4))
+    assert N1.verify_key in log.state.members
+    with pytest.raises(VoteError):  # admitted after the proposal: not in its ring
+        C.vote(N1, log.state, ph, "up", 1)
+    assert N1.verify_key not in log.state.proposals[ph].ring

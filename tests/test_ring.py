@@ -299,3 +299,27 @@ def test_errors_carry_a_reason() -> None:
     assert RingForged("x").reason == "forged"
     assert NotInRing("x").reason == "not-in-ring"
     assert RingForged("x", reason="custom").reason == "custom"
+
+
+def test_known_answers_pin_the_format() -> None:
+    """Fixed vectors: a change to any hash, domain or encoding shows here (votes already cast would stop linking)."""
+    import hashlib
+
+    ident = Identity.from_seed(bytes(range(32)))
+    h = hashlib.blake2b(len(b"post-1").to_bytes(8, "big") + b"post-1", digest_size=64,
+                        person=b"komrade/lsag-hp").digest()
+    expected_base = sodium.crypto_core_ed25519_add(
+        sodium.crypto_core_ed25519_from_uniform(h[:32]), sodium.crypto_core_ed25519_from_uniform(h[32:])
+    )
+    assert ring.tag_base(b"post-1") == expected_base == bytes.fromhex(
+        "baf76615b21de6d99f5e404d28aad842f207600c945f671f3f0d03befb48a2ac"
+    )
+    assert ring.link_tag(ident, b"post-1") == bytes.fromhex(
+        "5cd7c3c1a71c3106d848bf8c89d97694a39ab60ca0fe3a54fafb422cd91c33a0"
+    )
+    assert ring.link_tag(ident, b"post-1") == sodium.crypto_scalarmult_ed25519_noclamp(
+        ring.secret_scalar(ident), expected_base
+    )
+    assert ring.ring_id([ident.verify_key]) == bytes.fromhex(
+        "085de5183106e44db1e5ce17d37e88555b6ebe700f8203bb3bc23d2279b680d4"
+    )

@@ -323,3 +323,9 @@ def test_hostile_six_field_votes_only_raise_vote_error(fields: list) -> None:
     fields[1] = POST
     with pytest.raises(VoteError):
         votes.open_vote(codec.pack(fields), ROSTER, POST)
+
+
+def test_max_verify_zero_checks_nothing() -> None:
+    valid = [votes.make_vote(IDS[i], ROSTER, POST, "up", 1) for i in range(3)]
+    t = votes.tally(valid, ROSTER, POST, max_verify=0)
+    assert (t.up, t.voters, t.verified) == (0, 0, 0) and t.rejected == {"unchecked": 3}
