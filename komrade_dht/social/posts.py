@@ -561,17 +561,21 @@ def _levels(blobs: dict[bytes, bytes]) -> int:
     return 2 if len(blobs) < 2 else 3
 
 
-def feed_posts(account: Account, feed: str, *, at: tuple[float, float] | None = None, offset: int = 0,
-               limit: int = 50, now: float | None = None) -> list[Post]:
+def feed_posts(account: Account, feed: str, *, at: tuple[float, float] | None = None, radius_km: float | None = None,
+               offset: int = 0, limit: int = 50, now: float | None = None) -> list[Post]:
     """The cached posts of ``feed`` on this device, newest first, one page; for ``local``, only those whose circle
-    contains ``at``. At most :data:`PER_AUTHOR_PER_PAGE` posts of one signed author per page."""
+    contains ``at`` (and, with ``radius_km``, whose centre is within that distance of ``at``). An author's signed
+    posts beyond their first :data:`PER_AUTHOR_PER_PAGE` come after everyone else's."""
     now = time.time() if now is None else now
     posts = [Post(**r) for r in account.data.all("feed_post") if r.get("feed") == feed]
     posts = [p for p in posts if p.expires_at > now]
     if feed == "local":
         if at is None:
             raise KomradeError("the local feed needs your position (--at LAT,LON)")
-        posts = [p for p in posts if p.area and geo.in_area(*p.area, *geo.check_position(*at))]
+        lat, lon = geo.check_position(*at)
+        posts = [p for p in posts if p.area and geo.in_area(*p.area, lat, lon)]
+        if radius_km is not None:
+            posts = [p for p in posts if geo.in_area(lat, lon, radius_km, *p.area[:2])]
     posts.sort(key=lambda p: (-p.posted_at, p.id))
     # one author's posts beyond their first PER_AUTHOR_PER_PAGE go behind everyone else's
     ahead: list[Post] = []

