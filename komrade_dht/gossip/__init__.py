@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from ..storage import ids_digest
 
@@ -36,7 +36,11 @@ class GossipConfig:
     anti_entropy_interval: float = 30.0
     """Seconds between anti-entropy rounds; 0 disables anti-entropy."""
     anti_entropy_slots: int = 8
-    """Slots compared per round (picked at random among those held)."""
+    """Slots compared per round (changed ones first, then due ones, at random)."""
+    max_backoff: int = 5
+    """A slot every holder agrees on is compared again after interval x 2^n rounds, n at most this (32 x 30 s)."""
+    holders_ttl: float = 600.0
+    """Seconds a slot's holders found by a lookup are reused by anti-entropy (unless one of them fails)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,60 @@ class StemRoute:
             others = [c for c in contacts if c != exclude]
             return self._rng.choice(others) if others else None
         return self._successor
+
+
+class AntiEntropyPlanner:
+    """Which held slots to compare with their holders, and when (pure: give it ``now``).
+
+    A slot whose digest matched every holder's is compared again only after a pause that doubles each time
+    (``anti_entropy_interval`` x 2^n, at most ``max_backoff`` rounds), and at once when its own digest changed
+    here since the last comparison (something arrived or expired). Its holders found by a lookup are reused for
+    ``holders_ttl`` seconds, or until one of them fails, instead of a fresh lookup every round.
+    """
+
+    def __init__(self, config: GossipConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self._rng = rng or random.Random()
+        #: slot -> (next due time, backoff level, our digest at the last comparison)
+        self._state: dict[bytes, tuple[float, int, bytes]] = {}
+        self._holders: dict[bytes, tuple[float, list[object]]] = {}
+
+    def due(self, held: Sequence[bytes], now: float, digest_of: Callable[[bytes], bytes]) -> list[bytes]:
+        """Up to ``anti_entropy_slots`` held slots to compare this round: changed ones first, then due ones."""
+        held_set = set(held)
+        for slot in [s for s in self._state if s not in held_set]:
+            del self._state[slot]
+            self._holders.pop(slot, None)
+        changed, due = [], []
+        for slot in held:
+            state = self._state.get(slot)
+            if state is None:
+                due.append(slot)
+            elif digest_of(slot) != state[2]:
+                changed.append(slot)
+            elif state[0] <= now:
+                due.append(slot)
+        self._rng.shuffle(changed)
+        self._rng.shuffle(due)
+        return (changed + due)[: self.config.anti_entropy_slots]
+
+    def record(self, slot: bytes, digest: bytes, matched: bool, now: float) -> None:
+        """The outcome of comparing ``slot`` (whose digest here is ``digest``): back off while everyone agrees."""
+        level = min(self._state.get(slot, (0.0, 0, b""))[1] + 1, self.config.max_backoff) if matched else 0
+        pause = self.config.anti_entropy_interval * (2**level) * self._rng.uniform(0.9, 1.1)
+        self._state[slot] = (now + pause, level, digest)
+
+    def holders(self, slot: bytes, now: float) -> list[object] | None:
+        """The slot's holders found recently, or None when a fresh lookup is due."""
+        cached = self._holders.get(slot)
+        return cached[1] if cached is not None and cached[0] > now else None
+
+    def remember_holders(self, slot: bytes, holders: list[object], now: float) -> None:
+        self._holders[slot] = (now + self.config.holders_ttl, holders)
+
+    def forget_holders(self, slot: bytes) -> None:
+        """One of the slot's holders failed: look them up again next time."""
+        self._holders.pop(slot, None)
 
 
 class SeenCache:

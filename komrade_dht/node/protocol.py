@@ -169,6 +169,7 @@ class KomradeProtocol(KademliaProtocol):
         self.stem_route = gossip.StemRoute(stem_config or gossip.StemConfig())
         self._stem_rng = random.Random()
         self.on_fluff: Callable[[bytes, bytes], Awaitable[Any]] | None = None
+        self.stemmed = gossip.SeenCache(gossip_config.seen_capacity // 10)
         self.on_embargo: Callable[[bytes, bytes], Awaitable[Any]] | None = None
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping,
@@ -472,7 +473,7 @@ class KomradeProtocol(KademliaProtocol):
         if self.store is None or self.read_only or self.stem_config is None or self.on_fluff is None:
             return False, "no_stems"
         key = env.envelope_id(value)
-        if key in self.seen:
+        if key in self.stemmed or key in self.seen:
             return False, "seen"  # the stem looped back (or it is out already): the one who sent it fluffs it
         try:
             env.parse_outer(value)
@@ -484,7 +485,7 @@ class KomradeProtocol(KademliaProtocol):
             return False, "insufficient_work"
         if not self.limiter.allow_write(sender, len(value), time.monotonic()):
             return False, "write_rate_limited"
-        self.seen.add(key)
+        self.stemmed.add(key)  # not ``seen``: when the flood comes by, this node takes and forwards it as any other
         self.counters["stem_received"] += 1
         hops = min(hops, self.stem_config.max_hops)
         if gossip.stem_step(self._stem_rng, self.stem_config, hops):

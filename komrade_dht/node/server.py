@@ -46,6 +46,10 @@ class NodeConfig:
     """Parallel requests per lookup step."""
     wait_timeout: float = 2.0
     """Seconds to wait for a reply before counting the peer as unresponsive."""
+    publish_quorum: int = 3
+    """``publish`` returns once this many holders acknowledged (each after committing to its disk); the other
+    appends finish in the background. Three fsync'd copies is the durability the caller is told about; the k
+    closest still all get theirs, and anti-entropy repairs any that did not."""
     read: ReadLimits = ReadLimits()
     """What one slot read may cost this node at most, whatever holders claim (:mod:`.reader`)."""
     refresh_interval: float = 3600.0
@@ -114,6 +118,7 @@ class KomradeNode(Server):
         self.started = time.time()
         self.protocol: KomradeProtocol | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._planner = gossip.AntiEntropyPlanner(config.gossip)
 
     @property
     def read_only(self) -> bool:
@@ -279,8 +284,9 @@ class KomradeNode(Server):
         assert self.protocol is not None
         env.parse_outer(envelope)
         slot_nodes = await self.closest(slot)
-        results = await asyncio.gather(*(self.protocol.call_append(n, slot, envelope) for n in slot_nodes))
-        acks = sum(1 for ok, _ in results if ok)
+        acks = await self._quorum(
+            [self.protocol.call_append(n, slot, envelope) for n in slot_nodes], self.config.publish_quorum
+        )
         if self.config.gossip.hops > 0:
             self.protocol.forward(slot, envelope, self.config.gossip.hops - 1)
         if self.store is not None and self.protocol.is_close_to(slot):
@@ -291,6 +297,19 @@ class KomradeNode(Server):
                 f"no node acknowledged the envelope ({len(slot_nodes)} slot holders tried): is the network reachable?"
             )
         return acks
+
+    async def _quorum(self, calls: list[Awaitable[tuple[bool, Any]]], quorum: int) -> int:
+        """Run ``calls`` at once; return when ``quorum`` succeeded (or all ended) with the successes so far. The
+        rest go on as tasks the protocol owns: every holder still gets its copy, the caller just stops waiting."""
+        assert self.protocol is not None
+        tasks = [self.protocol.spawn(c) for c in calls]
+        ok = 0
+        for next_done in asyncio.as_completed(tasks):
+            success, _ = await next_done
+            ok += bool(success)
+            if ok >= quorum:
+                break
+        return ok
 
     async def send(self, slot: bytes, envelope: bytes) -> int:
         """Publish what this node's user wrote: through a stem when stems are on and a successor exists (returns 1,
@@ -305,7 +324,7 @@ class KomradeNode(Server):
             if successor is not None:
                 ok, _ = await self.protocol.call(successor, "stem", slot, envelope, stem.max_hops)
                 if ok:
-                    self.protocol.seen.add(env.envelope_id(envelope))
+                    self.protocol.stemmed.add(env.envelope_id(envelope))
                     self.protocol.counters["stem_sent"] += 1
                     if self.read_only:
                         # A short-lived sender (`komrade send`) may exit at once: it confirms before it returns.
@@ -510,26 +529,43 @@ class KomradeNode(Server):
         return ids
 
     async def _anti_entropy(self) -> None:
+        """One round: the slots the planner says are due (changed here, or their back-off ran out)."""
         assert self.store is not None
-        for slot in gossip.pick(self.store.slot_ids(), self.config.gossip.anti_entropy_slots):
-            await self.reconcile(slot)
+        store = self.store
+        now = time.monotonic()
+        for slot in self._planner.due(store.slot_ids(), now, lambda s: store.slot_digest(s)[1]):
+            _, _, matched = await self._reconcile(slot)
+            self._planner.record(slot, store.slot_digest(slot)[1], matched, time.monotonic())
 
     async def reconcile(self, slot: bytes) -> tuple[int, int]:
         """Anti-entropy for one slot: compare digests with its k closest nodes; where they differ, push what they
         lack and, if we are a holder ourselves, pull what we lack. Returns (pushed, pulled)."""
+        pushed, pulled, _ = await self._reconcile(slot)
+        return pushed, pulled
+
+    async def _reconcile(self, slot: bytes) -> tuple[int, int, bool]:
         assert self.protocol is not None and self.store is not None
         ours = set(self.protocol.slot_ids(slot))
         digest = self.store.slot_digest(slot)[1]
         close = self.protocol.is_close_to(slot)
         pushed = pulled = 0
-        for node in await self.closest(slot):
-            ok, value = await self.protocol.call_slot_digest(node, slot)
-            if not ok or value[1] == digest:
+        matched = True
+        holders = self._planner.holders(slot, time.monotonic())
+        if holders is None:
+            holders = await self.closest(slot)
+            self._planner.remember_holders(slot, holders, time.monotonic())
+        for node in holders:
+            ok, value = await self.protocol.call_slot_digest(node, slot)  # type: ignore[arg-type]
+            if not ok:
+                self._planner.forget_holders(slot)
+                continue
+            if value[1] == digest:
                 continue
             if not close and value[0] >= len(ours):
                 # A gossip copy holds part of the slot: its digest never matches a holder's. It only repairs
                 # holders that have fewer entries than it has (one that restarted empty, say).
                 continue
+            matched = False
             theirs = set(await self.slot_ids_at(node, slot))
             for key in ours - theirs:
                 data = self.store.get_blob(key)
@@ -549,7 +585,7 @@ class KomradeNode(Server):
                         pulled += 1
         self.protocol.counters["ae_pushed"] += pushed
         self.protocol.counters["ae_pulled"] += pulled
-        return pushed, pulled
+        return pushed, pulled, matched
 
     async def get_blob(self, key: bytes) -> bytes | None:
         """Look up an envelope by its id anywhere in the DHT; only a value that hashes to ``key`` is returned."""

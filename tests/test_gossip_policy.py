@@ -1,0 +1,76 @@
+"""Anti-entropy and publishing policy (issue 12): decisions tested without sockets, and quorum publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+from komrade_dht import envelope as env
+from komrade_dht.gossip import AntiEntropyPlanner, GossipConfig
+from komrade_dht.identity import Identity
+from komrade_dht.node import KomradeNode, NodeConfig
+
+from .support import CHEAP_POW, shutdown, start_relays, wait_for
+
+
+def test_planner_backs_off_while_holders_agree_and_wakes_on_change() -> None:
+    config = GossipConfig(anti_entropy_interval=30, anti_entropy_slots=2, max_backoff=3, holders_ttl=100)
+    planner = AntiEntropyPlanner(config, random.Random(1))
+    a, b, c = b"a" * 20, b"b" * 20, b"c" * 20
+    digests = {a: b"1", b: b"1", c: b"1"}
+    now = 0.0
+    first = planner.due([a, b, c], now, digests.__getitem__)
+    assert len(first) == 2, "never more than anti_entropy_slots a round"
+    for slot in (a, b, c):
+        planner.record(slot, digests[slot], matched=True, now=now)
+    assert planner.due([a, b, c], now + 10, digests.__getitem__) == []
+    # matched once: due again after ~2 intervals; matched every time: the pause doubles up to 2^max_backoff
+    assert set(planner.due([a, b, c], now + 66, digests.__getitem__)) <= {a, b, c}
+    pauses = []
+    t = 0.0
+    for _ in range(6):
+        planner.record(a, b"1", matched=True, now=t)
+        due_at = next(x for x in range(0, 100_000, 5) if a in planner.due([a], t + x, digests.__getitem__))
+        pauses.append(due_at)
+        t += due_at
+    assert pauses[0] < pauses[1], pauses  # it doubled
+    assert all(p <= 30 * 2**3 * 1.1 + 5 for p in pauses), pauses  # and stopped doubling at max_backoff
+    # something arrived here: compared at once, back-off forgotten
+    digests[a] = b"2"
+    assert planner.due([a], t + 1, digests.__getitem__) == [a]
+    planner.record(a, b"2", matched=False, now=t + 1)
+    assert a not in planner.due([a], t + 2, digests.__getitem__)
+    assert a in planner.due([a], t + 40, digests.__getitem__), "after a disagreement: the base interval"
+    # holders are reused until their time is up or one fails
+    planner.remember_holders(a, ["h1"], now=0)
+    assert planner.holders(a, 50) == ["h1"] and planner.holders(a, 150) is None
+    planner.remember_holders(a, ["h1"], now=200)
+    planner.forget_holders(a)
+    assert planner.holders(a, 201) is None
+    # slots no longer held are forgotten
+    planner.due([], 0, digests.__getitem__)
+    assert planner.holders(a, 0) is None
+
+
+def test_publish_returns_at_a_quorum_and_every_holder_still_gets_its_copy(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        config = NodeConfig(ksize=8, pow=CHEAP_POW, id_bits=0, publish_quorum=3,
+                            gossip=GossipConfig(hops=0, anti_entropy_interval=0))
+        relays = await start_relays(tmp_path, 12, config)
+        writer = KomradeNode(None, config=config)
+        await writer.listen(0, "127.0.0.1")
+        await writer.bootstrap([relays[0].address])
+        try:
+            slot = os.urandom(20)
+            data = env.seal(Identity.generate(), Identity.generate().public, b"x", slot=slot, pow=CHEAP_POW)
+            acks = await writer.publish(slot, data)
+            key = env.envelope_id(data)
+            on_disk = sum(r.store.has_blob(key) for r in relays)  # acknowledged means committed, so already there
+            assert acks >= 3 and on_disk >= acks
+            await wait_for(lambda: sum(r.store.has_blob(key) for r in relays) >= 8)
+        finally:
+            await shutdown([writer, *relays])
+
+    asyncio.run(scenario())
