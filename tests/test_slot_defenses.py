@@ -212,3 +212,41 @@ def test_a_peer_cannot_ask_for_more_hops_than_our_configuration(tmp_path: Path) 
 def test_work_grows_with_recipient_headers(headers: int) -> None:
     params = env.PowParams()
     assert params.target(1024, 7 * 86400, headers) * headers == pytest.approx(params.target(1024, 7 * 86400), rel=1e-6)
+
+
+# -- group commit ------------------------------------------------------------------------------------------------
+def test_append_many_commits_a_batch_and_refuses_item_by_item(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite", StoreLimits(max_entries_per_slot=3))
+    slot = os.urandom(20)
+    expires = int(time.time()) + 3600
+    blobs = [sealed(slot, os.urandom(8), env.PowParams(trials_per_byte=0)) for _ in range(5)]
+    results = store.append_many([(slot, b, expires, 0) for b in blobs[:4]] + [(slot, blobs[0], expires, 0)])
+    assert results[:3] == [True, True, True] and isinstance(results[3], str) and results[4] is False
+    assert store.append_many([(slot, blobs[4], expires, 1)]) == [True], "a reserve lets one more in"
+    store.close()
+    reopened = Store(tmp_path / "s.sqlite", StoreLimits(max_entries_per_slot=3))
+    assert len(reopened.read_slot(slot, 0, 10)[0]) == 4, "what the batch acknowledged is on disk"
+    reopened.close()
+
+
+def test_appends_in_flight_share_commits_and_each_is_acknowledged_after_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        config = NodeConfig(pow=CHEAP_POW)
+        relay = KomradeNode(Store(tmp_path / "r.sqlite"), config=config)
+        await relay.listen(0, "127.0.0.1")
+        clients = [KomradeNode(None, config=config) for _ in range(4)]
+        for c in clients:
+            await c.listen(0, "127.0.0.1")
+        slot = os.urandom(20)
+        blobs = [sealed(slot, os.urandom(8)) for _ in range(200)]
+        try:
+            replies = await asyncio.gather(
+                *(clients[i % 4].protocol.call(relay.address, "append", slot, b) for i, b in enumerate(blobs))
+            )
+            assert all(r == (True, True) for r in replies)
+            assert relay.store.stats().slot_entries == 200
+            assert relay.protocol.counters["group_commits"] < 200, "batches, not one commit per append"
+        finally:
+            await shutdown([*clients, relay])
+
+    asyncio.run(scenario())

@@ -64,6 +64,10 @@ LIGHT_ENTRIES = 16
 SLOT_RESERVE = 2000
 #: One source may add at most 1/SOURCE_SHARE of a slot's quota.
 SOURCE_SHARE = 4
+#: Group commit: appends that arrive within this many seconds share one transaction (one fsync) ...
+GROUP_COMMIT_WINDOW = 0.002
+#: ... or at most this many.
+GROUP_COMMIT_MAX = 128
 #: Verification pings to newcomers we send per second at most (and burst), whoever asks.
 VERIFY_RATE, VERIFY_BURST = 20.0, 50.0
 
@@ -130,6 +134,7 @@ class KomradeProtocol(KademliaProtocol):
         id_bits: int = 0,
         id_proof: bytes | None = None,
         stem_config: gossip.StemConfig | None = None,
+        group_commit: bool = True,
     ) -> None:
         super().__init__(source_node, store, ksize)
         #: leading zero bits a node id's proof must show on this network (:mod:`.nodeid`); our own proof
@@ -164,6 +169,10 @@ class KomradeProtocol(KademliaProtocol):
         #: newcomers that answered us, waiting for the next hand-off scan
         self._newcomers: dict[bytes, Node] = {}
         self._handoff_task: asyncio.Task[Any] | None = None
+        #: group commit of appends: the batch waiting for its transaction, and the timer that flushes it
+        self.group_commit = group_commit
+        self._batch: list[tuple[wire.Request, tuple[str, int], bytes, bytes, int, str]] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
         #: Dandelion++ stems: this epoch's successor, and what the node above does to publish ("fluff") or check
         self.stem_config = stem_config
         self.stem_route = gossip.StemRoute(stem_config or gossip.StemConfig())
@@ -203,6 +212,7 @@ class KomradeProtocol(KademliaProtocol):
             self._log.warning("task_error", "background task failed: %r", task.exception())
 
     def close(self) -> None:
+        self._flush_batch()  # what was checked and is waiting is committed and acknowledged, not dropped
         for task in list(self._tasks):
             task.cancel()
         for future, timers, _ in self._outstanding.values():
@@ -247,6 +257,9 @@ class KomradeProtocol(KademliaProtocol):
             self._reply(addr, msg, False, exc.reason)
             return
         self.counters[f"rpc_{msg.method}"] += 1
+        if msg.method == "append" and self.group_commit and self.store is not None:
+            self._defer_append(msg, (addr[0], addr[1]))
+            return
         try:
             ok, value = self._handle(msg, (addr[0], addr[1]))
         except Exception:  # a bug in a handler must not take the node down, nor leak a traceback to the peer
@@ -429,6 +442,65 @@ class KomradeProtocol(KademliaProtocol):
             return "quota"
         self.seen.add(env.envelope_id(value))
         return None
+
+    def _defer_append(self, msg: wire.Request, addr: tuple[str, int]) -> None:
+        """Group commit: check an append now (the cheap checks, the fair share), keep it for the batch that commits
+        within ``GROUP_COMMIT_WINDOW`` (or at ``GROUP_COMMIT_MAX`` entries), and answer when that batch is on disk.
+        A busy relay pays one fsync per batch instead of one per envelope; an ack still means "committed"."""
+        added = 0
+        try:
+            if msg.sender_id is not None:
+                if msg.sender_id == self.source_node.id:
+                    self._reply(addr, msg, False, "same_node_id")
+                    return
+                self._consider(Node(msg.sender_id, addr[0], addr[1]))
+            slot, value = msg.args
+            refusal = self._accept_envelope(addr, slot, value, slot)
+            source = source_key(addr)
+            if refusal is None:
+                assert self.store is not None
+                counts = self._slot_sources.get(slot)
+                added = counts[source] if counts is not None else 0
+                if added >= self.store.limits.max_entries_per_slot // SOURCE_SHARE:
+                    refusal = "slot_share"
+        except Exception:
+            log.exception("append check failed")
+            self.counters["handler_error"] += 1
+            refusal = "internal_error"
+        if refusal is not None:
+            self._reply(addr, msg, False, refusal)
+            return
+        reserve = SLOT_RESERVE if added < LIGHT_ENTRIES else 0
+        self._batch.append((msg, addr, slot, value, reserve, source))
+        if len(self._batch) >= GROUP_COMMIT_MAX:
+            self._flush_batch()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(GROUP_COMMIT_WINDOW, self._flush_batch)
+
+    def _flush_batch(self) -> None:
+        """Commit the pending appends in one transaction, then acknowledge each (or say why it was refused)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch, self._batch = self._batch, []
+        if not batch or self.store is None:
+            return
+        items = [(slot, value, int.from_bytes(value[2:6], "big"), reserve) for _, _, slot, value, reserve, _ in batch]
+        try:
+            results: list[Any] = self.store.append_many(items)
+        except Exception:
+            log.exception("group commit failed; nothing of the batch was acknowledged")
+            self.counters["handler_error"] += 1
+            results = ["internal_error"] * len(batch)
+        self.counters["group_commits"] += 1
+        for (msg, addr, slot, value, _, source), result in zip(batch, results):
+            if result is True or result is False:
+                if result:
+                    self._count_source(slot, source)
+                self.seen.add(env.envelope_id(value))
+                self._reply(addr, msg, True, True)
+            else:
+                self._reply(addr, msg, False, "quota" if result != "internal_error" else result)
 
     def _count_source(self, slot: bytes, source: str) -> None:
         counts = self._slot_sources.pop(slot, None) or Counter()

@@ -46,6 +46,9 @@ class NodeConfig:
     """Parallel requests per lookup step."""
     wait_timeout: float = 2.0
     """Seconds to wait for a reply before counting the peer as unresponsive."""
+    group_commit: bool = True
+    """Appends arriving within 2 ms share one transaction and one fsync; each is acknowledged after that commit
+    (False: one transaction per append, as benchmarks/relay.py's baseline)."""
     publish_quorum: int = 3
     """``publish`` returns once this many holders acknowledged (each after committing to its disk); the other
     appends finish in the background. Three fsync'd copies is the durability the caller is told about; the k
@@ -138,6 +141,7 @@ class KomradeNode(Server):
             id_bits=self.config.id_bits,
             id_proof=self.id_proof,
             stem_config=self.config.stem,
+            group_commit=self.config.group_commit,
         )
 
     @property

@@ -375,6 +375,49 @@ class Store:
                 self.purge_expired(now)
         raise QuotaExceeded(f"{self.path}: blob {bid.hex()} not appended to slot {slot.hex()}: {problem}")
 
+    def append_many(self, items: list[tuple[bytes, bytes, int, int]]) -> list[bool | str]:
+        """Group commit: append each ``(slot_id, data, expires_at, reserve)`` as :meth:`append` does, all in one
+        transaction (one fsync for the batch). Returns, per item, True (new entry), False (already held) or the
+        quota problem that refused it (that item stores nothing; the others are committed). Arguments are checked
+        as :meth:`append` checks them (ValueError/TypeError before anything is written)."""
+        prepared = []
+        now = self._now()
+        for slot_id, data, expires_at, reserve in items:
+            slot = _check_id(slot_id, "slot_id")
+            payload = self._check_payload(data, "blob data")
+            prepared.append((slot, payload, blob_id(payload), _check_expiry(expires_at, now), reserve))
+        results: list[bool | str] = [False] * len(prepared)
+        todo = list(range(len(prepared)))
+        for attempt in range(2):
+            refused = []
+            with self._write() as conn:
+                for i in todo:
+                    slot, payload, bid, expiry, reserve = prepared[i]
+                    live, present = self._blob_state(conn, bid, now)
+                    if live and self._entry_exists(conn, slot, bid):
+                        results[i] = False
+                        continue
+                    need = ENTRY_BYTES + (0 if live else ID_BYTES + len(payload))
+                    problem = self._quota_problem(conn, need, slot, reserve)
+                    if problem:
+                        results[i] = problem
+                        refused.append(i)
+                        continue
+                    if not live:
+                        if present:
+                            self._delete_blob_rows(conn, bid)
+                        self._insert_blob(conn, bid, payload, expiry)
+                    conn.execute("INSERT INTO slot_entries (slot_id, blob_id) VALUES (?, ?)", (slot, bid))
+                    cached = self._digests.get(slot)
+                    if cached is not None:
+                        self._digests[slot] = (cached[0] + 1, cached[1] ^ _id_hash(bid))
+                    results[i] = True
+            if not refused or attempt == 1:
+                break
+            self.purge_expired(now)
+            todo = refused
+        return results
+
     def read_slot(self, slot_id: bytes, cursor: int = 0, limit: int = 50) -> tuple[list[bytes], int]:
         """Return a page of live blob ids of the slot that arrived after ``cursor``, in arrival order.
 
