@@ -10,7 +10,51 @@ from pathlib import Path
 
 from PIL import Image
 
-from .test_cli import relays, run  # noqa: F401  (the fixture: 6 relay processes)
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from .test_cli import run
+
+#: Six relays (full nodes with SQLite stores, the deployed configuration) in one process of their own.
+RELAYS_SCRIPT = """
+import asyncio, signal, sys
+from pathlib import Path
+from komrade_dht.node import KomradeNode
+from komrade_dht.storage import Store
+
+async def main():
+    home = Path(sys.argv[1])
+    nodes = []
+    for i in range(6):
+        (home / str(i)).mkdir(parents=True)
+        node = KomradeNode(Store(home / str(i) / "relay.sqlite"), state_dir=home / str(i))
+        await node.listen(0, "127.0.0.1")
+        nodes.append(node)
+    for node in nodes[1:]:
+        await node.bootstrap([nodes[0].address])
+    print(" ".join("%s:%d" % n.address for n in nodes), flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    for node in nodes:
+        await node.stop_async()
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def relays(tmp_path: Path):
+    proc = subprocess.Popen([sys.executable, "-c", RELAYS_SCRIPT, str(tmp_path / "relays")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    assert line.strip(), f"relays did not start: {proc.stderr.read()}"  # type: ignore[union-attr]
+    yield [proc], line.split()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)
 
 
 def small_photo(path: Path) -> Path:
@@ -30,7 +74,7 @@ def one_error_line(proc) -> str:  # type: ignore[no-untyped-def]
     return lines[0]
 
 
-def test_posts_friends_profiles_through_the_cli(tmp_path: Path, relays) -> None:  # noqa: F811
+def test_posts_friends_profiles_through_the_cli(tmp_path: Path, relays) -> None:
     _, addrs = relays
     net = ["--bootstrap", addrs[0], "--bootstrap-file", os.devnull]
     alice, bob = tmp_path / "alice", tmp_path / "bob"

@@ -177,6 +177,17 @@ def test_world_friends_local_posts_on_twenty_relays(tmp_path: Path) -> None:
                 got = await posts.read_feed(carol, c_node, "local", at=where)
                 assert not [p for p in got.new if p.id == local.id]
 
+            # -- burn: Alice deletes her signed world post (and its chunks); a reader who never saw it does not
+            assert await posts.burn_post(alice, a, sent.id) > 0
+            fresh = account(tmp_path, "Erin")
+            e_node = await client(relays[9].address, CONFIG)
+            nodes.append(e_node)
+            got = await posts.read_feed(fresh, e_node, "world")
+            assert sent.id not in {p.id for p in got.new} and anon1.id in {p.id for p in got.new}
+            fresh.close()
+            with pytest.raises(KomradeError, match="no post of yours"):
+                await posts.burn_post(alice, a, sent.id)
+
             # -- bad input: a clear error each, and nothing published
             before = held(relays)
             rec.take()
@@ -192,6 +203,7 @@ def test_world_friends_local_posts_on_twenty_relays(tmp_path: Path) -> None:
                 (dict(text="far east", to="local", at=(10.0, 181.0), radius_km=5), GeoError, "longitude"),
                 (dict(text="too wide", to="local", at=(10.0, 10.0), radius_km=5000), GeoError, "radius"),
                 (dict(text="nowhere", to="local"), KomradeError, "position"),
+                (dict(text="forever", ttl=31 * 86400), KomradeError, "30 days"),
             ]
             for kwargs, error, words in bad:
                 text = kwargs.pop("text")

@@ -57,7 +57,7 @@ from typing import Any
 from .. import codec, geo, media
 from .. import envelope as env
 from ..address import encode_address
-from ..errors import ChunksUnavailable, CodecError, ContentError, EnvelopeError, KomradeError
+from ..errors import ChunksUnavailable, CodecError, ContentError, EnvelopeError, KomradeError, NetworkError
 from ..node import KomradeNode
 from ..slots import DEFAULT_TTL, MAX_TTL, MAX_WIDTH, SlotParams
 from . import dm, friends
@@ -237,8 +237,28 @@ async def _store_content(node: KomradeNode, data: bytes, mime: str, expires_at: 
                                     mint=lambda b: env.mint_pow(b, pow_params, env.NO_SLOT, now))
 
     content = await asyncio.to_thread(build)
-    await node.store_blobs(content.chunks)
+    await store_blobs(node, content.chunks)
     return content, burn_root
+
+
+#: Blobs stored per call of :meth:`KomradeNode.store_blobs`, and attempts per batch.
+STORE_BATCH, STORE_ATTEMPTS = 48, 3
+
+
+async def store_blobs(node: KomradeNode, blobs: list[bytes]) -> None:
+    """Store ``blobs`` in batches; a batch some blob of which no holder acknowledged (holders busy, a burst over
+    their per-peer limits) is stored again after a pause, up to :data:`STORE_ATTEMPTS` times; then NetworkError."""
+    for start in range(0, len(blobs), STORE_BATCH):
+        batch = blobs[start : start + STORE_BATCH]
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                await node.store_blobs(batch)
+                break
+            except NetworkError as exc:
+                if attempt == STORE_ATTEMPTS - 1:
+                    raise
+                log.info("storing chunks again after: %s", exc)
+                await asyncio.sleep(1.0 + attempt)
 
 
 async def publish_post(
