@@ -52,6 +52,14 @@ async def frames(count: int = 3, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def hold(seconds: float) -> None:
+    """Keep drawing frames for ``seconds`` of the UI clock (a touch held, not a sleep hoping for something)."""
+    end = Clock.get_boottime() + seconds
+    await frames(1)
+    while Clock.get_boottime() < end:
+        await frames(1)
+
+
 async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
     """Wait (drawing frames) until ``predicate()`` is truthy; fail at the deadline."""
     deadline = time.monotonic() + timeout
@@ -66,7 +74,7 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str =
 
 async def press(widget: Any) -> None:
     """Touch the middle of ``widget`` where it is drawn, as a finger would, and let the UI react."""
-    await frames(2)
+    await frames(1)
     assert widget.get_root_window() is not None, f"{widget} is not on screen (replaced or never shown)"
     # Layout settles over a few frames (label heights, then their boxes): touch where it stays, as an eye would.
     deadline = time.monotonic() + 10
@@ -74,12 +82,14 @@ async def press(widget: Any) -> None:
     while where != (widget.to_window(*widget.center), tuple(widget.size)):
         where = (widget.to_window(*widget.center), tuple(widget.size))
         assert time.monotonic() < deadline, f"{widget} keeps moving"
-        await frames(2)
+        await frames(1)
     x, y = widget.to_window(*widget.center)
     assert 0 <= x <= Window.width and 0 <= y <= Window.height, f"{widget} is off screen at {(x, y)}"
     touch = UnitTestTouch(x, y)
     touch.touch_down()
-    await frames(1)
+    # Hold it as a finger does (~0.15 s): longer than a ScrollView's scroll_timeout (55 ms), after which it hands
+    # the touch to the widget under it; a shorter tap is replayed to the widget 0.2 s after release instead.
+    await hold(0.15)
     touch.touch_up()
     await frames(2)
 
