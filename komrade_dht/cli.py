@@ -409,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inbox", help="fetch and list your direct messages (through the running node, if there is one)")
     net(p)
     p.add_argument("--json", action="store_true", help="print exactly one JSON document")
+    from . import cli_posts  # post, feed, friend, profile (issue 10)
+
+    cli_posts.add_parsers(sub, net)
     return parser
 
 
@@ -446,6 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "node": lambda a: asyncio.run(_node(a)),
         "relay": cmd_relay,
     }
+    from .cli_posts import COMMANDS as POST_COMMANDS
+
+    commands.update(POST_COMMANDS)
     try:
         return commands[args.command](args)
     except KomradeError as exc:
