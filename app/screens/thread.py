@@ -13,20 +13,34 @@ from ..backend import peer_fingerprint
 from ..threads import conversations, when
 from ..widgets import BaseScreen, button, column, confirm, field, icon_button, label, row
 
-try:
-    from komrade_dht.social.dm import encode_dm
-    from komrade_dht.envelope import max_body
+from functools import lru_cache
 
-    def room_left(name: str, width: int, text: str) -> int:
-        """Bytes of UTF-8 still free in one DM envelope (negative: too long), counting the sender's name."""
-        try:
-            used = len(encode_dm(name, width, text))
-        except Exception:
-            used = len(encode_dm(name, width, "")) + len(text.encode("utf-8", "surrogatepass"))
-        return max_body("dm") - used
+from komrade_dht.errors import KomradeError
+
+try:
+    from komrade_dht.envelope import max_body
+    from komrade_dht.social.dm import encode_dm
+
+    @lru_cache(maxsize=16)
+    def capacity(name: str, width: int) -> int:
+        """The longest DM text, in UTF-8 bytes, that one envelope holds with this sender's name: asked of the
+        library's own encoder (the length prefix of the text grows with it, so it is not a subtraction)."""
+        n = max(0, max_body("dm") - len(encode_dm(name, width, "")))
+        while n > 0:
+            try:
+                encode_dm(name, width, "x" * n)
+                return n
+            except KomradeError:
+                n -= 1
+        return 0
 except ImportError:  # pragma: no cover (the DM module moved)
-    def room_left(name: str, width: int, text: str) -> int:
-        return 600 - len(text.encode("utf-8", "surrogatepass"))
+    def capacity(name: str, width: int) -> int:
+        return 600
+
+
+def room_left(name: str, width: int, text: str) -> int:
+    """Bytes still free in one DM envelope (negative: that many too long). Only the text's byte length matters."""
+    return capacity(name, width) - len(text.encode("utf-8", "surrogatepass"))
 
 
 class ThreadScreen(BaseScreen):
