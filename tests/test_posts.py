@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from komrade_dht import envelope as env
-from komrade_dht import records
-from komrade_dht.errors import GeoError, ImageError, KomradeError, RecordStale
+from komrade_dht import codec, media, records
+from komrade_dht.errors import ChunksUnavailable, GeoError, ImageError, KomradeError, RecordStale
 from komrade_dht.identity import Identity
 from komrade_dht.node import KomradeNode, NodeConfig
 from komrade_dht.slots import SlotParams
@@ -313,6 +313,22 @@ def test_profiles_cannot_be_forged_or_rolled_back(tmp_path: Path) -> None:
             assert not (await profiles.show_profile(carol, c, alice.address.text, at=(48.85, 2.35))).visible
             with pytest.raises(KomradeError, match="bio"):
                 await profiles.set_profile(alice, a, bio="b" * 301)
+
+            # a chunk of the photo gone from every holder: retried, then reported; never half a picture
+            await profiles.set_profile(alice, a, visibility="world", now=time.time() + 8)
+            record = records.verify_record(key, await b.get_record(key))
+            root, photo_key = codec.unpack(record.value)["photo"]
+            blobs = await b.fetch_blobs([root])
+            with pytest.raises(ChunksUnavailable) as missing:
+                media.resolve_manifest(root, blobs, photo_key)
+            blobs.update(await b.fetch_blobs(list(missing.value.missing)))
+            leaf = media.resolve_manifest(root, blobs, photo_key).chunk_ids[3]
+            for node in [*relays, liar]:
+                node.store.delete_blob(leaf)  # type: ignore[union-attr]
+            dave = account(tmp_path, "Dave")
+            shown = await profiles.show_profile(dave, c, alice.address.text)
+            dave.close()
+            assert shown.visible and shown.photo is None and "1 missing" in (shown.photo_error or "")
         finally:
             await shutdown([*nodes, *relays], (alice, bob, carol))
 
