@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     app = KomradeApp(options)
 
     async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a service manager: close as the window does
+            loop.add_signal_handler(sig, lambda: None if app.closing else asyncio.ensure_future(app.shutdown()))
         try:
             await app.async_run(async_lib="asyncio")
         finally:

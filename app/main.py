@@ -184,6 +184,7 @@ class KomradeApp(MDApp):
 
     async def shutdown(self) -> None:
         """Stop following the node, stop the node we started (SIGTERM: it closes its stores cleanly), then close."""
+        self.closing = True
         try:
             if self.backend is not None:
                 await self.backend.close()
