@@ -23,8 +23,11 @@ from .account import Account
 MAX_IMAGE_FILE = 10 * 1024 * 1024
 
 
-class SocialNotFound(KomradeError):
-    """No such post or image on this device."""
+def SocialNotFound(message: str) -> KomradeError:  # noqa: N802 - raised like a class
+    """No such feed, post or image on this device: the service's NotFound (the API answers 404)."""
+    from ..service import NotFound  # here: the service module imports this one
+
+    return NotFound(message)
 
 
 def _position(value: Any, what: str = "at") -> tuple[float, float] | None:
