@@ -42,7 +42,7 @@ async def _serve(svc: UserService) -> ApiServer:
         from komrade_dht.api.social_routes import SOCIAL_QUERY_PARAMS, add_social_routes
         from komrade_dht.social.social_service import SocialService
 
-        svc.social = SocialService(svc.account, svc._node, svc.events.publish)  # type: ignore[attr-defined]
+        svc.social = SocialService(svc.account, svc._node, svc.events.publish, svc.sync)  # type: ignore[attr-defined]
         api = ApiServer(svc)
         add_social_routes(api.app, api)
         srv.QUERY_PARAMS.update(SOCIAL_QUERY_PARAMS)

@@ -442,10 +442,12 @@ async def read_feed(
     images: bool = True,
     params: SlotParams = SlotParams(),
     now: float | None = None,
+    sync: bool = True,
 ) -> FeedRead:
     """Pull ``feed`` from the network (every slot it covers, for every epoch since its last read), verify every
     post, fetch texts and images in chunks, and cache what is new on this device. ``at`` is the reader's position
-    (needed for ``local``). The friends feed syncs the inbox first (circle keys arrive as sealed DMs)."""
+    (needed for ``local``). The friends feed syncs the inbox first (circle keys arrive as sealed DMs) unless
+    ``sync`` is False (a caller that just synced its own way, e.g. the node service, which announces new DMs)."""
     if feed not in FEEDS:
         raise KomradeError(f"the feeds are world, friends and local, not {feed!r}")
     if feed == "local":
@@ -454,7 +456,8 @@ async def read_feed(
         at = geo.check_position(*at)
     now = time.time() if now is None else now
     if feed == "friends":
-        await dm.sync_inbox(account, node, params=params, now=now)
+        if sync:
+            await dm.sync_inbox(account, node, params=params, now=now)
         await friends.deliver_keys(account, node, params=params, now=now)
     state_key = feed.encode() + (geo.geohash_encode(*at, 5).encode() if at is not None else b"")
     state = account.data.get("feed_state", state_key) or {}

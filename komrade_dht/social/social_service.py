@@ -12,7 +12,7 @@ import base64
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from ..errors import KomradeError
 from ..node import KomradeNode
@@ -83,11 +83,13 @@ def _image(body: dict[str, Any], key: str) -> bytes | None:
 class SocialService:
     """Posts, feeds, friends and profiles of one account on one node (``node()`` returns the running node)."""
 
-    def __init__(self, account: Account, node: Callable[[], KomradeNode], publish: Callable[[str, dict], Any]
-                 ) -> None:
+    def __init__(self, account: Account, node: Callable[[], KomradeNode], publish: Callable[[str, dict], Any],
+                 sync: Callable[[], Awaitable[Any]] | None = None) -> None:
         self.account = account
         self._node = node
         self._publish = publish
+        #: The service's inbox sync (it announces new DMs); the friends feed runs it first (circle keys are DMs).
+        self._sync = sync
         self._lock = asyncio.Lock()
 
     # -- posts ---------------------------------------------------------------------------------------------
@@ -126,7 +128,9 @@ class SocialService:
     async def refresh(self, feed: str, at: tuple[float, float] | None = None) -> list[dict[str, Any]]:
         """Pull ``feed`` now; a ``post`` event per new item."""
         async with self._lock:
-            read = await posts.read_feed(self.account, self._node(), feed, at=at)
+            if feed == "friends" and self._sync is not None:
+                await self._sync()
+            read = await posts.read_feed(self.account, self._node(), feed, at=at, sync=self._sync is None)
         out = []
         for post in read.new:
             item = {**asdict(post)}
