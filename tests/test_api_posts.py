@@ -140,6 +140,12 @@ def test_posts_feeds_friends_profiles_through_the_api(tmp_path: Path) -> None:
             assert [p["text"] for p in got["posts"] if p["id"] == secret["id"]] == ["friends only via the API"]
             await a.remove_friend(bob_addr)
             assert await a.friends() == []
+            from urllib.parse import quote
+
+            status, _ = await _raw("DELETE", a_api, f"/v1/friends/{quote(bob_addr)}")
+            assert status == 404
+            status, _ = await _raw("GET", a_api, f"/v1/profiles/{quote(bob_addr)}")
+            assert status == 404
 
             # local: the published precision is said
             local = await a.post("market", to="local", at=(52.52, 13.405), radius_km=10)

@@ -40,6 +40,10 @@ KEY_CONTENT_TYPE = "circle-key"
 _ME = b"me"
 
 
+class NotAFriend(KomradeError):
+    """The address is not one of your friends."""
+
+
 @dataclass(frozen=True)
 class Friend:
     """Someone you share your circle with; ``has_key``: whether they shared theirs with you (they added you)."""
@@ -105,7 +109,7 @@ def remove_friend(account: Account, address_text: str) -> Friend:
     address = decode_address(address_text)
     friend = _friend(account, address.verify_key) if account.data.has("friend", address.verify_key) else None
     if friend is None:
-        raise KomradeError("not a friend: nothing to remove")
+        raise NotAFriend("not a friend: nothing to remove")
     account.data.delete("friend", address.verify_key)
     account.data.delete("key_pending", address.verify_key)
     _rotate(account)

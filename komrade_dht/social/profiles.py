@@ -46,6 +46,10 @@ MAX_BIO = 300
 _ME = b"me"
 
 
+class ProfileNotFound(KomradeError):
+    """No profile is published for this address (none yet, or it expired)."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """A profile as a reader may see it. ``visible`` False: its visibility does not let this reader see more than
@@ -162,7 +166,7 @@ async def show_profile(
     held = records.verify_record(key, seen["data"], now) if seen else None
     if data is None:
         if held is None:
-            raise KomradeError("no profile found for this address (none published, or it expired)")
+            raise ProfileNotFound("no profile found for this address (none published, or it expired)")
         record = held
     else:
         record = records.verify_record(key, data, now)  # every reader checks, whoever served it

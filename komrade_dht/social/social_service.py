@@ -161,7 +161,10 @@ class SocialService:
         return {**friend.__dict__, "key_sent": sent > 0 or friend.key_sent}
 
     async def remove_friend(self, address: str) -> dict[str, Any]:
-        friend = friends.remove_friend(self.account, address)
+        try:
+            friend = friends.remove_friend(self.account, address)
+        except friends.NotAFriend as exc:
+            raise SocialNotFound(str(exc)) from None
         await friends.deliver_keys(self.account, self._node())
         return friend.__dict__
 
@@ -187,5 +190,8 @@ class SocialService:
         return {**self.my_profile(), "acks": acks}
 
     async def show_profile(self, address: str, at: tuple[float, float] | None = None) -> dict[str, Any]:
-        profile = await profiles.show_profile(self.account, self._node(), address, at=at)
+        try:
+            profile = await profiles.show_profile(self.account, self._node(), address, at=at)
+        except profiles.ProfileNotFound as exc:
+            raise SocialNotFound(str(exc)) from None
         return profile.__dict__
