@@ -499,8 +499,26 @@ async def read_feed(
         account.data.put("feed_post", feed.encode() + post_id, asdict(post))
         result.new.append(post)
     account.data.put("feed_state", state_key, {"last": int(now)})
+    forget_expired(account, now)
     result.new.sort(key=lambda p: (-p.posted_at, p.id))
     return result
+
+
+def forget_expired(account: Account, now: float | None = None) -> int:
+    """Delete the cached posts that have expired, with their pictures, and my own expired posts' burn records
+    (expired posts are gone from the network too); returns how many cached posts went."""
+    now = time.time() if now is None else now
+    gone = 0
+    for record in account.data.all("feed_post"):
+        if record.get("expires_at", 0) <= now:
+            key = bytes.fromhex(record["id"])
+            account.data.delete("feed_post", record["feed"].encode() + key)
+            image_path(account, record["id"]).unlink(missing_ok=True)
+            gone += 1
+    for record in account.data.all("my_post"):
+        if record.get("expires_at", 0) <= now:
+            account.data.delete("my_post", bytes.fromhex(record["id"]))
+    return gone
 
 
 #: Pages one shard read may ask of one holder (50 ids each): 13,000 ids, past 10,000 junk entries.
