@@ -482,6 +482,10 @@ def test_komrade_node_daemon_serves_send_and_inbox(net: Net) -> None:
         assert [m["text"] for m in doc["messages"]] == [reply] and doc["messages"][0]["sender_name"] == "Bob"
     finally:
         daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=20) == 0, daemon.stderr.read()
+        code = daemon.wait(timeout=20)
+        errors = daemon.stderr.read()
+        daemon.stdout.close()
+        daemon.stderr.close()
+        assert code == 0, errors
     assert not (carol / "api.json").exists() and not (carol / "api.token").exists()
     assert not node_running(carol)
