@@ -33,6 +33,7 @@ from .text import columns, printable, printable_block, truncate
 if TYPE_CHECKING:
     from .api.client import SyncApiClient
     from .relay import RelayConfig
+    from .torclient import TorClient
 
 log = logging.getLogger("komrade")
 
@@ -109,6 +110,31 @@ async def client_node(args: argparse.Namespace) -> AsyncIterator[KomradeNode]:
         yield node
     finally:
         await node.stop_async()
+
+
+def untraceable_mode(args: argparse.Namespace) -> bool:
+    """Whether ``--tor`` asks for untraceable mode (then the running node, a DHT node, is not used); checks that
+    ``--tor`` and ``--relay-tcp`` come together and that nothing asks for the DHT (``--bootstrap``)."""
+    if args.relay_tcp and not args.tor:
+        raise KomradeError("--relay-tcp is for untraceable mode: add --tor HOST:PORT (Tor's SOCKS port, e.g. 127.0.0.1:9050)")
+    if not args.tor:
+        return False
+    if not args.relay_tcp:
+        raise KomradeError("--tor needs --relay-tcp HOST:PORT: a relay's TCP service to reach through Tor")
+    if args.bootstrap or args.bootstrap_file:
+        raise KomradeError("--tor runs no DHT node: --bootstrap and --bootstrap-file do not apply")
+    return True
+
+
+@asynccontextmanager
+async def tor_client(args: argparse.Namespace) -> AsyncIterator[TorClient]:
+    """Untraceable mode for one command: no DHT node, no UDP socket; every action through Tor's SOCKS port on its
+    own circuit. The hello (its own circuit too) checks a relay answers and takes the network's proof of work."""
+    from .torclient import TorClient
+
+    client = TorClient([parse_hostport(r) for r in args.relay_tcp], parse_hostport(args.tor))
+    await client.start()
+    yield client
 
 
 # -- commands ------------------------------------------------------------------------------------------------
@@ -230,7 +256,7 @@ def print_inbox(new: int, messages: Sequence[Message], as_json: bool) -> None:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    api = running_node(args)
+    api = None if untraceable_mode(args) else running_node(args)
     if api is None:
         return asyncio.run(_send(args))
     with api:
@@ -240,7 +266,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
-    api = running_node(args)
+    api = None if untraceable_mode(args) else running_node(args)
     if api is None:
         return asyncio.run(_inbox(args))
     with api:
@@ -253,7 +279,7 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 async def _send(args: argparse.Namespace) -> int:
     account = Account.open(args.data_dir, read_passphrase())
     try:
-        async with client_node(args) as node:
+        async with (tor_client(args) if args.tor else client_node(args)) as node:
             key = await send_dm(account, node, args.address, args.text)
         print(f"sent {key.hex()}")
     finally:
@@ -264,7 +290,7 @@ async def _send(args: argparse.Namespace) -> int:
 async def _inbox(args: argparse.Namespace) -> int:
     account = Account.open(args.data_dir, read_passphrase())
     try:
-        async with client_node(args) as node:
+        async with (tor_client(args) if args.tor else client_node(args)) as node:
             new = await sync_inbox(account, node)
         messages = inbox(account)
     finally:
@@ -327,6 +353,7 @@ def relay_config(args: argparse.Namespace) -> RelayConfig:
         log_level=args.log_level or ({1: "info", 2: "debug"}.get(min(args.verbose, 2)) if args.verbose else None),
         log_format=args.log_format,
         metrics_listen=args.metrics_listen,
+        tcp_listen=args.tcp_listen,
     )
     if not args.data_dir_given and config.data_dir:
         args.data_dir = Path(config.data_dir).expanduser()
@@ -368,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--bootstrap", action="append", metavar="HOST:PORT", help="a node to join through")
         p.add_argument("--bootstrap-file", help="file of HOST:PORT lines (default: the shipped bootstrap_nodes.txt)")
 
+    def untraceable(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tor", metavar="HOST:PORT",
+                       help="untraceable mode: no DHT node, no UDP; every action through this Tor SOCKS port (with --relay-tcp)")
+        p.add_argument("--relay-tcp", action="append", metavar="HOST:PORT",
+                       help="a relay's TCP service (IP, name or .onion) for --tor; repeatable, one picked per action")
+
     p = sub.add_parser("init", help="create your identity")
     p.add_argument("--name", required=True)
     p.add_argument("--width", type=int, default=8, help="slot width in bits (0..32); see README")
@@ -395,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     p.add_argument("--log-format", choices=["text", "json"], help="(text)")
     p.add_argument("--metrics-listen", metavar="HOST:PORT|off", help="loopback status/metrics endpoint (127.0.0.1:0)")
+    p.add_argument("--tcp-listen", metavar="HOST:PORT|off", help="TCP service for untraceable clients (off)")
     net(p)
     p = sub.add_parser("node", help="run your node and its local API (for the app, send and inbox) until SIGINT/SIGTERM")
     p.add_argument("--listen", metavar="HOST:PORT",
@@ -404,10 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
     net(p)
     p = sub.add_parser("send", help="send a direct message (through the running node, if there is one)")
     net(p)
+    untraceable(p)
     p.add_argument("address")
     p.add_argument("text")
     p = sub.add_parser("inbox", help="fetch and list your direct messages (through the running node, if there is one)")
     net(p)
+    untraceable(p)
     p.add_argument("--json", action="store_true", help="print exactly one JSON document")
     from . import cli_posts  # post, feed, friend, profile (issue 10)
 

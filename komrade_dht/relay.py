@@ -80,13 +80,16 @@ class RelayConfig:
     metrics_listen: str = "127.0.0.1:0"
     """Loopback HOST:PORT of the status/metrics HTTP endpoint (port 0: any free port; its URL goes to
     metrics.json). "off" disables it, and with it `komrade relay --status`."""
+    tcp_listen: str = "off"
+    """TCP HOST:PORT of the service for clients that run no DHT node (untraceable mode, through Tor;
+    :mod:`komrade_dht.relay_tcp`). "off" (the default) offers none."""
 
     def __post_init__(self) -> None:
         def need(ok: bool, key: str, what: str) -> None:
             if not ok:
                 raise ConfigError(f"relay config: {key} = {getattr(self, key)!r}: {what}")
 
-        for key in ("data_dir", "listen", "bootstrap_file", "log_level", "log_format", "metrics_listen"):
+        for key in ("data_dir", "listen", "bootstrap_file", "log_level", "log_format", "metrics_listen", "tcp_listen"):
             need(isinstance(getattr(self, key), str), key, "must be a string")
         need(isinstance(self.bootstrap, tuple) and all(isinstance(b, str) for b in self.bootstrap),
              "bootstrap", "must be a list of \"HOST:PORT\" strings")
@@ -118,6 +121,13 @@ class RelayConfig:
                 raise ConfigError(f"relay config: metrics_listen: {exc}") from None
             need(_loopback(host), "metrics_listen",
                  'must be on loopback (127.0.0.1 or [::1]) or "off": put a reverse proxy in front to scrape it remotely')
+
+        if self.tcp_listen != "off":
+            try:
+                host, _ = parse_hostport(self.tcp_listen)
+                ipaddress.ip_address(host)
+            except (KomradeError, ValueError) as exc:
+                raise ConfigError(f"relay config: tcp_listen = {self.tcp_listen!r}: an IP HOST:PORT or \"off\" ({exc})") from None
 
     @classmethod
     def from_toml(cls, path: Path | str) -> RelayConfig:
@@ -204,6 +214,8 @@ class Relay:
     started_at: float = field(default_factory=time.time)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _runner: Any = None
+    tcp: Any = None
+    """The TCP service (:class:`komrade_dht.relay_tcp.TcpService`) when ``tcp_listen`` is not "off"."""
 
     async def start(self) -> tuple[str, int]:
         """Open the store, listen, write relay.addr, start the status endpoint and the peer cap, then join.
@@ -220,6 +232,11 @@ class Relay:
         (self.data_dir / ADDR_FILE).write_text("%s:%d\n" % bound)
         if self.config.metrics_listen != "off":
             await self._start_metrics()
+        if self.config.tcp_listen != "off":
+            from .relay_tcp import TcpService
+
+            self.tcp = TcpService(self.node)
+            await self.tcp.start(*parse_hostport(self.config.tcp_listen))
         peers = [parse_hostport(b) for b in self.config.bootstrap]
         bootstrap_file = Path(self.config.bootstrap_file) if self.config.bootstrap_file else PACKAGED_BOOTSTRAP
         peers += read_bootstrap_file(bootstrap_file)
@@ -229,6 +246,9 @@ class Relay:
 
     async def close(self) -> None:
         """Stop the endpoint and the tasks, then the node (routing table saved, store closed and checkpointed)."""
+        tcp, self.tcp = self.tcp, None
+        if tcp is not None:
+            await tcp.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -271,6 +291,7 @@ class Relay:
             "slots": int(raw.get("slots", 0)),
             "uptime_s": round(time.time() - self.started_at, 1),
             "counters": {str(k): int(v) for k, v in dict(raw.get("counters", {})).items()},
+            **({"tcp": self.tcp.status()} if self.tcp is not None else {}),
         }
 
     def metrics(self) -> str:
@@ -364,6 +385,8 @@ async def run_relay(config: RelayConfig, data_dir: Path, stop: asyncio.Event) ->
         print(f"listening on {bound[0]}:{bound[1]}", flush=True)
         if relay.metrics_url:
             print(f"metrics on {relay.metrics_url}/metrics", flush=True)
+        if relay.tcp is not None:
+            print("tcp on %s:%d" % relay.tcp.address, flush=True)
         await stop.wait()
         log.info("stopping (signal)")
     finally:

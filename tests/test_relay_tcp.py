@@ -179,3 +179,36 @@ def test_refusals_are_error_codes_never_tracebacks(tmp_path: Path) -> None:
             await shutdown(relays)
 
     asyncio.run(scenario())
+
+
+def test_relay_offers_the_tcp_service_when_configured(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from komrade_dht.cli import main
+    from komrade_dht.relay import ConfigError, Relay, RelayConfig
+
+    async def scenario() -> None:
+        empty = tmp_path / "none.txt"
+        empty.write_text("")
+        config = RelayConfig(listen="127.0.0.1:0", tcp_listen="127.0.0.1:0", metrics_listen="off",
+                             bootstrap_file=str(empty))
+        relay = Relay(config, tmp_path / "relay")
+        try:
+            await relay.start()
+            assert relay.tcp is not None
+            hello = await TorClient([relay.tcp.address], None).start()
+            assert hello["v"] == 1
+            assert relay.status()["tcp"]["counters"]["op_hello"] == 1
+        finally:
+            await relay.close()
+        assert Relay(RelayConfig(metrics_listen="off", listen="127.0.0.1:0", bootstrap_file=str(empty)),
+                     tmp_path / "r2").tcp is None
+
+    asyncio.run(scenario())
+    with pytest.raises(ConfigError, match="tcp_listen"):
+        RelayConfig(tcp_listen="relay.example:9476")
+    # The CLI wants --tor and --relay-tcp together, and no DHT flags with them.
+    for argv in (["send", "--tor", "127.0.0.1:9050", "komrade1q", "x"],
+                 ["inbox", "--relay-tcp", "127.0.0.1:9476"],
+                 ["inbox", "--tor", "127.0.0.1:9050", "--relay-tcp", "127.0.0.1:9476", "--bootstrap", "127.0.0.1:1"]):
+        capsys.readouterr()
+        assert main(["--data-dir", str(tmp_path / "nobody"), *argv]) == 1
+        assert "--tor" in capsys.readouterr().err

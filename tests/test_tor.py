@@ -1,0 +1,210 @@
+"""Untraceable mode for real: a private Tor network on loopback (tests/tor_network.py) carries a DM from a client
+that runs no DHT node to a recipient on the DHT, and the reply back.
+
+Alice runs `komrade send/inbox --tor ... --relay-tcp ...` as subprocesses with an audit hook (sys.addaudithook)
+that records every socket the process creates, binds, connects or sends from, and every name it resolves: the test
+asserts that she opened no UDP socket, resolved nothing and connected to Tor's SOCKS port only. From the relay's
+side, every accepted TCP connection was opened by an exit of the private Tor network, never by Alice's process nor
+by the Tor client: at each accept the relay asks the kernel which process owns the peer's end of the socket (on
+loopback every exit's stream arrives from 127.0.0.1, the address of Alice and of everyone else here: tor never
+binds the source of a connection to a loopback destination, so the address alone cannot tell them apart).
+
+Without `tor` installed this test FAILS with the reason (CI installs it; scripts/setup.sh does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from komrade_dht.node import NodeConfig
+from komrade_dht.relay_tcp import TcpService
+from komrade_dht.social import send_dm, sync_inbox
+from komrade_dht.torclient import TorClient
+
+from .support import CHEAP_POW, account, client, shutdown, start_relays
+from .tor_network import TorNetwork, TorNetworkError, free_port, socket_owner
+
+pytestmark = pytest.mark.tor
+
+CONFIG = NodeConfig(pow=CHEAP_POW, id_bits=8)
+
+#: Runs the komrade CLI with an audit hook that writes one JSON line per socket event to argv[1].
+AUDITED_CLI = r"""
+import json, socket, sys
+out = open(sys.argv[1], "a", buffering=1)
+
+def hook(event, args):
+    if event == "socket.__new__":
+        out.write(json.dumps({"event": "new", "family": int(args[1]), "type": int(args[2]) & 0xF}) + "\n")
+    elif event in ("socket.bind", "socket.connect", "socket.sendto", "socket.sendmsg"):
+        sock, address = args[0], args[-1]
+        out.write(json.dumps({"event": event[7:], "family": int(sock.family), "type": int(sock.type) & 0xF,
+                              "address": list(address) if isinstance(address, tuple) else repr(address)}) + "\n")
+    elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
+        out.write(json.dumps({"event": "resolve", "host": repr(args[0])}) + "\n")
+
+sys.addaudithook(hook)
+from komrade_dht.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+async def audited_komrade(audit: Path, *args: str, env: dict[str, str]) -> tuple[str, float]:
+    """Run ``komrade ARGS`` under the audit hook; its stdout and wall time. Fails the test on a non-zero exit."""
+    t0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AUDITED_CLI, str(audit), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"komrade {args[2]} through Tor did not finish within 120 s") from None
+    assert proc.returncode == 0, f"komrade {' '.join(args[2:3])} failed: {err.decode(errors='replace')[-2000:]}"
+    return out.decode(), time.monotonic() - t0
+
+
+class OwnerLoggingService(TcpService):
+    """The relay's TCP service, also recording which process owns the peer end of each accepted connection."""
+
+    owners: list[tuple[str, int, int | None, str]]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        found = socket_owner((peer[0], peer[1]), self.address)
+        self.owners.append((peer[0], peer[1], *(found or (None, "?"))))
+        await super()._accept(reader, writer)
+
+
+def audit_events(audit: Path) -> list[dict]:
+    return [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+
+
+def tor_pids_alive(root: Path) -> list[int]:
+    """tor processes whose command line names a file under ``root``: none may be left after the test."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"tor") and str(root).encode() in b" ".join(cmdline):
+            alive.append(int(entry.name))
+    return alive
+
+
+@pytest.mark.timeout(280)
+def test_dm_through_a_private_tor_network_never_shows_the_client(tmp_path: Path) -> None:
+    root = tmp_path / "tor"
+    tcp_port = free_port("127.0.0.1")  # the relay's TCP service: the one port the exits open beyond loopback
+    net = TorNetwork(root, exit_ports=(tcp_port,))
+    figures: dict[str, float] = {}
+    try:
+        try:
+            net.start(timeout=150)
+        except TorNetworkError as exc:
+            pytest.fail(str(exc))
+        figures["consensus_s"] = net.consensus_seconds
+        figures["bootstrap_s"] = net.bootstrap_seconds
+        asyncio.run(_scenario(net, tmp_path, tcp_port, figures))
+    finally:
+        net.stop()
+        print("tor figures:", json.dumps({k: round(v, 2) for k, v in figures.items()}))
+    assert tor_pids_alive(root) == [], "tor processes left behind"
+
+
+async def _scenario(net: TorNetwork, tmp_path: Path, tcp_port: int, figures: dict[str, float]) -> None:
+    relays = await start_relays(tmp_path / "net", 6, CONFIG)
+    service = OwnerLoggingService(relays[0])
+    service.owners = []
+    alice = account(tmp_path, "Alice")
+    bob = account(tmp_path, "Bob")
+    alice_dir, alice_address = tmp_path / "alice", alice.address.text
+    alice.close()  # Alice runs as the CLI below, in her own processes
+    bob_node = None
+    try:
+        tcp = await service.start("127.0.0.1", tcp_port)
+        socks = net.socks
+
+        # Tor reports 100% before every relay is usable for exits: the first hello may take a few circuits.
+        t0 = time.monotonic()
+        probe = TorClient([tcp], socks, attempts=1, timeout=30)
+        deadline = t0 + 60
+        while True:
+            try:
+                await probe.start()
+                break
+            except Exception as exc:  # noqa: BLE001
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no stream through the Tor network within 60 s: {exc}\n{net.logs()}")
+                await asyncio.sleep(1)
+        figures["first_stream_s"] = time.monotonic() - t0
+
+        env = {**os.environ, "KOMRADE_PASSPHRASE": "Alice passphrase"}
+        audit = tmp_path / "alice-sockets.jsonl"
+        tor = ["--tor", "%s:%d" % socks, "--relay-tcp", "%s:%d" % tcp]
+
+        # Alice -> Bob, through Tor.
+        _, figures["alice_send_s"] = await audited_komrade(
+            audit, "--data-dir", str(alice_dir), "send", *tor, bob.address.text, "hello from behind Tor", env=env
+        )
+        bob_node = await client(relays[3].address, CONFIG)
+        got = await sync_inbox(bob, bob_node)
+        assert [m.text for m in got] == ["hello from behind Tor"]
+        assert got[0].sender_address == alice_address
+
+        # Bob -> Alice on the DHT; Alice reads it through Tor.
+        await send_dm(bob, bob_node, got[0].sender_address, "loud and clear")
+        out, figures["alice_inbox_s"] = await audited_komrade(
+            audit, "--data-dir", str(alice_dir), "inbox", *tor, "--json", env=env
+        )
+        inbox = json.loads(out)
+        assert inbox["new"] == 1 and [m["text"] for m in inbox["messages"]] == ["loud and clear"]
+        figures["dm_round_trip_s"] = figures["alice_send_s"] + figures["alice_inbox_s"]
+
+        # In-process figures: one publish and one slot read through Tor, each on its own circuit.
+        t1 = time.monotonic()
+        me = account(tmp_path, "Carol")
+        try:
+            await send_dm(me, probe, bob.address.text, "timing")
+            figures["publish_s"] = time.monotonic() - t1
+            t2 = time.monotonic()
+            await sync_inbox(me, probe)
+            figures["sync_s"] = time.monotonic() - t2
+        finally:
+            me.close()
+
+        # What Alice's processes did with sockets: no UDP, no name resolution, TCP to Tor's SOCKS port only.
+        events = audit_events(audit)
+        assert events, "the audit hook recorded nothing"
+        assert not [e for e in events if e.get("type") == socket.SOCK_DGRAM], "Alice opened a UDP socket"
+        assert not [e for e in events if e["event"] == "resolve"], "Alice resolved a name"
+        inet = [e for e in events if e["event"] == "connect" and e["family"] in (socket.AF_INET, socket.AF_INET6)]
+        assert inet and {tuple(e["address"]) for e in inet} == {tuple(socks)}, inet
+        assert not [e for e in events if e["event"] == "bind" and e["family"] != socket.AF_UNIX]
+
+        # From the relay's side: every connection it accepted was opened by an exit of the private network; none by
+        # Alice's processes, the test process or the Tor client.
+        assert len(service.owners) == len(service.accepted) >= 6, service.owners
+        exits = set(net.pids("exit"))
+        strangers = [o for o in service.owners if o[2] not in exits]
+        assert not strangers, f"connections not opened by a Tor exit (exits: {sorted(exits)}): {strangers}"
+        assert all(comm == "tor" for *_, comm in service.owners)
+        figures["connections"] = len(service.owners)
+        figures["distinct_exits_used"] = len({o[2] for o in service.owners})
+    finally:
+        await service.close()
+        await shutdown([*relays, *([bob_node] if bob_node else [])], (bob,))
+
