@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # python3-dev, gcc, libcairo2-dev and pkg-config build pycairo (KivyMD needs it; it has no Linux wheel);
 # libmtdev1 and xclip keep Kivy from logging errors about touch devices and the clipboard.
-APT_PACKAGES=(python3 python3-venv python3-pip python3-dev gcc libcairo2-dev pkg-config libmtdev1 xclip)
+APT_PACKAGES=(python3 python3-venv python3-pip python3-dev gcc libcairo2-dev pkg-config libmtdev1 xclip tor)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     missing=()
     for pkg in "${APT_PACKAGES[@]}"; do
