@@ -102,6 +102,7 @@ class KomradeApp(MDApp):
         self.backend.bind(unread=self._update_title, connected=self._update_title, problem=self._update_title)
         self.shell = Shell(self)
         self.shell.rail.disabled = True  # until an identity is open
+        self.backend.bind(busy=lambda _b, text: [sc.working(bool(text)) for sc in self.shell.screens.values()])
         self.show("unlock" if self.host.has_identity() else "welcome")
         Window.bind(on_request_close=self._on_request_close)
         ExceptionManager.add_handler(_KeepRunning(self))

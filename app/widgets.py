@@ -15,6 +15,7 @@ from kivymd.uix.dialog import (
     MDDialogSupportingText,
 )
 from kivymd.uix.label import MDLabel
+from kivymd.uix.progressindicator import MDLinearProgressIndicator
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
 from kivymd.uix.textfield import MDTextField, MDTextFieldHintText
@@ -88,6 +89,10 @@ class BaseScreen(MDScreen):
         outer = MDBoxLayout(orientation="vertical", padding=dp(20), spacing=dp(12))
         self.header = label(title, style="Headline", role="small")
         outer.add_widget(self.header)
+        # Shown while long work runs (key stretching, proof of work, a sync, a burn): the window keeps drawing.
+        self.progress_bar = MDLinearProgressIndicator(type="indeterminate", size_hint_y=None, height=dp(4),
+                                                      opacity=0)
+        outer.add_widget(self.progress_bar)
         scroll = MDScrollView(do_scroll_x=False)
         self.body = column(spacing=12, padding=4)
         scroll.add_widget(self.body)
@@ -99,6 +104,15 @@ class BaseScreen(MDScreen):
 
     def build(self) -> None:
         """Fill ``self.body`` (and ``self.footer``)."""
+
+    def working(self, busy: bool) -> None:
+        """Show or hide the progress bar under the title."""
+        if busy and not self.progress_bar.opacity:
+            self.progress_bar.opacity = 1
+            self.progress_bar.start()
+        elif not busy and self.progress_bar.opacity:
+            self.progress_bar.stop()
+            self.progress_bar.opacity = 0
 
     def on_pre_enter(self, *args: Any) -> None:
         self.refresh()

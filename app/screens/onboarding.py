@@ -85,6 +85,7 @@ class WelcomeScreen(BaseScreen):
         if problem:
             return
         self.create_button.disabled = True
+        self.working(True)
         self.progress.text = "Creating your keys (Argon2id protects them; about a second)..."
         self.app.backend.spawn(self._create(seed), "Creating your identity")
 
@@ -99,6 +100,7 @@ class WelcomeScreen(BaseScreen):
             self.error.text = f"{exc}"
             raise
         finally:
+            self.working(False)
             self.progress.text = ""
             self.create_button.disabled = False
             for f in (self.pass_field, self.confirm_field, self.recovery_field):

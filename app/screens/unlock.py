@@ -25,6 +25,7 @@ class UnlockScreen(BaseScreen):
             return
         self.error.text = ""
         self.unlock_button.disabled = True
+        self.working(True)
         self.progress.text = "Opening your keystore and starting your node..."
         self.app.backend.spawn(self._unlock(self.pass_field.text), "Unlocking")
 
@@ -35,6 +36,7 @@ class UnlockScreen(BaseScreen):
             self.error.text = str(exc)
             raise
         finally:
+            self.working(False)
             self.progress.text = ""
             self.unlock_button.disabled = False
             self.pass_field.text = ""
