@@ -448,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_posts  # post, feed, friend, profile (issue 10)
 
     cli_posts.add_parsers(sub, net)
+    from . import cli_organize  # vote, event, pin, collective (issue 11)
+
+    cli_organize.add_parsers(sub, net)
     return parser
 
 
@@ -488,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .cli_posts import COMMANDS as POST_COMMANDS
 
     commands.update(POST_COMMANDS)
+    from .cli_organize import COMMANDS as ORGANIZE_COMMANDS
+
+    commands.update(ORGANIZE_COMMANDS)
     try:
         return commands[args.command](args)
     except KomradeError as exc:

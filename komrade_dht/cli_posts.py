@@ -139,6 +139,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
 async def _feed(args: argparse.Namespace) -> int:
     from . import geo
     from .cli import client_node
+    from .cli_organize import feed_votes
     from .social import posts
 
     if args.which == "local":
@@ -153,7 +154,8 @@ async def _feed(args: argparse.Namespace) -> int:
     try:
         async with client_node(args) as node:
             read = await posts.read_feed(account, node, args.which, at=args.at)
-        shown = posts.feed_posts(account, args.which, at=args.at, radius_km=args.radius, limit=max(1, args.limit))
+            shown = posts.feed_posts(account, args.which, at=args.at, radius_km=args.radius, limit=max(1, args.limit))
+            votes = await feed_votes(account, node, [p.id for p in shown]) if args.json else {}  # issue 11
     finally:
         account.close()
     for post in read.new:
@@ -161,7 +163,7 @@ async def _feed(args: argparse.Namespace) -> int:
             print(f"komrade: warning: the image of post {post.id} could not be fetched: {printable(post.image_error)}",
                   file=__import__("sys").stderr)
     if args.json:
-        print(json.dumps({"posts": [p.public_dict() for p in shown]}))
+        print(json.dumps({"posts": [{**p.public_dict(), "votes": votes[p.id]} for p in shown]}))
         return 0
     if not shown:
         print(f"no {args.which} posts")

@@ -98,7 +98,7 @@ def test_posts_friends_profiles_through_the_cli(tmp_path: Path, relays) -> None:
     feed = json.loads(bob_run(["feed", *net, "--json"]).stdout)
     assert set(feed) == {"posts"}
     by_id = {p["id"]: p for p in feed["posts"]}
-    keys = {"id", "text", "anonymous", "author_name", "author_fingerprint", "posted_at", "image"}
+    keys = {"id", "text", "anonymous", "author_name", "author_fingerprint", "posted_at", "image", "votes"}
     assert all(set(p) == keys for p in feed["posts"])
     mine = by_id[post_id]
     assert (mine["text"], mine["anonymous"], mine["author_name"]) == ("hello from the CLI", False, "Alice")
