@@ -79,6 +79,14 @@ PER_AUTHOR_PER_PAGE = 5
 DEFAULT_PRECISION_KM = 2.0
 #: Rounds of fetching an image's missing blobs before it is reported unavailable.
 FETCH_ROUNDS = 3
+#: Pictures one feed read fetches at most (newest posts first; the others on the next reads): junk posts pointing
+#: at big content cannot make a read download megabytes.
+IMAGES_PER_READ = 24
+#: Largest picture a reader fetches (the author's sanitiser makes at most 200 KB), and largest chunked text.
+MAX_IMAGE_BYTES = 256 * 1024
+MAX_TEXT_BYTES = 4 * MAX_CHARS
+#: Posts whose chunks (text, picture) are fetched at once.
+CONTENT_PARALLEL = 4
 FEEDS = ("world", "friends", "local")
 _CONTENT_TYPE = "post"
 
@@ -492,12 +500,25 @@ async def read_feed(
         dm._save_seen(account, slot, seen, now)
 
     await asyncio.gather(*(read(*t) for t in targets))
-    for post_id, (opened, body) in found.items():
-        if account.data.has("feed_post", feed.encode() + post_id):
-            continue
-        post = await _materialise(account, node, feed, opened, body, images)
-        account.data.put("feed_post", feed.encode() + post_id, asdict(post))
+    fresh = [(pid, o, b) for pid, (o, b) in found.items() if not account.data.has("feed_post", feed.encode() + pid)]
+    fresh.sort(key=lambda item: -item[1].created)  # newest first: they get the picture budget
+    budget = IMAGES_PER_READ if images else 0
+    eager = {pid for pid, _, b in fresh if b.get("img") is not None}
+    eager = set(sorted(eager, key=lambda pid: -found[pid][0].created)[:budget])
+    work = asyncio.Semaphore(CONTENT_PARALLEL)
+
+    async def materialise(pid: bytes, opened: env.OpenedPublic, body: dict[str, Any]) -> Post:
+        async with work:
+            return await _materialise(account, node, feed, opened, body, pid in eager)
+
+    for (pid, opened, body), post in zip(fresh, await asyncio.gather(*(materialise(*f) for f in fresh))):
+        account.data.put("feed_post", feed.encode() + pid, asdict(post))
+        if body.get("img") is not None and pid not in eager:
+            account.data.put("image_pending", pid, {"id": pid.hex(), "feed": feed, "ref": body["img"],
+                                                    "at": opened.created, "tries": 0})
         result.new.append(post)
+    if images:
+        await _fetch_pending_images(account, node, feed, budget - len(eager))
     account.data.put("feed_state", state_key, {"last": int(now)})
     forget_expired(account, now)
     result.new.sort(key=lambda p: (-p.posted_at, p.id))
@@ -514,6 +535,7 @@ def forget_expired(account: Account, now: float | None = None) -> int:
             key = bytes.fromhex(record["id"])
             account.data.delete("feed_post", record["feed"].encode() + key)
             image_path(account, record["id"]).unlink(missing_ok=True)
+            account.data.delete("image_pending", key)
             gone += 1
     for record in account.data.all("my_post"):
         if record.get("expires_at", 0) <= now:
@@ -533,24 +555,60 @@ async def _read_slot(node: KomradeNode, slot: bytes, known: set[bytes]) -> Any:
     return await node.read_slot(slot, known, limits=limits)
 
 
+async def _save_image(account: Account, node: KomradeNode, post_id: str, ref: list[bytes]) -> str:
+    picture = await fetch_content(node, *ref, max_length=MAX_IMAGE_BYTES)
+    directory = account.data_dir / "images"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / f"{post_id}.jpg"
+    path.write_bytes(picture)
+    return str(path)
+
+
+async def _fetch_pending_images(account: Account, node: KomradeNode, feed: str, budget: int) -> None:
+    """Pictures of posts read earlier that were not fetched then (over a read's budget, or unavailable), newest
+    first, within ``budget``; one that stays unavailable after :data:`FETCH_ROUNDS` reads is reported on its post."""
+    pending = sorted((r for r in account.data.all("image_pending") if r.get("feed") == feed),
+                     key=lambda r: -r.get("at", 0))[: max(0, budget)]
+
+    async def one(record: dict[str, Any]) -> None:
+        key = bytes.fromhex(record["id"])
+        cached = account.data.get("feed_post", feed.encode() + key)
+        if cached is None:
+            account.data.delete("image_pending", key)
+            return
+        try:
+            cached["image"], cached["image_error"] = await _save_image(account, node, record["id"], record["ref"]), None
+        except ContentError as exc:
+            record["tries"] = record.get("tries", 0) + 1
+            if record["tries"] < FETCH_ROUNDS:
+                account.data.put("image_pending", key, record)
+                return
+            cached["image_error"] = str(exc)
+        account.data.put("feed_post", feed.encode() + key, cached)
+        account.data.delete("image_pending", key)
+
+    work = asyncio.Semaphore(CONTENT_PARALLEL)
+
+    async def gated(record: dict[str, Any]) -> None:
+        async with work:
+            await one(record)
+
+    await asyncio.gather(*(gated(r) for r in pending))
+
+
 async def _materialise(account: Account, node: KomradeNode, feed: str, opened: env.OpenedPublic,
                        body: dict[str, Any], images: bool) -> Post:
     text = body.get("t")
     if text is None:
         try:
-            raw = await fetch_content(node, *body["tx"])
+            raw = await fetch_content(node, *body["tx"], max_length=MAX_TEXT_BYTES)
             text = raw.decode("utf-8")[:MAX_CHARS]
         except (ContentError, UnicodeDecodeError) as exc:
             text = f"[the text of this post could not be fetched: {exc}]"
     image_path = image_error = None
     if body.get("img") is not None and images:
         try:
-            picture = await fetch_content(node, *body["img"])
-            directory = account.data_dir / "images"
-            directory.mkdir(mode=0o700, exist_ok=True)
-            path = directory / f"{opened.post_id.hex()}.jpg"
-            path.write_bytes(picture)
-            image_path = str(path)
+            image_path = await _save_image(account, node, opened.post_id.hex(), body["img"])
         except ContentError as exc:
             image_error = str(exc)
             log.warning("image of post %s unavailable: %s", opened.post_id.hex()[:8], exc)
