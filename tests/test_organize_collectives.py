@@ -120,6 +120,13 @@ def test_collective_admits_at_quorum_amends_removes_and_converges(tmp_path: Path
                 await synced(p, lambda s: late in s.proposals)
             after = await sync(gone)
             assert late not in after.proposals and set(after.order) == set(before_gone.order)
+            # group posts: under the new key, read by members, not by the removed one
+            await coll.post(founders[1], n_of(founders[1]), cid, "meeting moved to thursday")
+            for p in (f0, newcomer):
+                got = await wait_for(lambda p=p: _posts(p, n_of(p), cid), 20)
+                assert [(x.text, x.author_fingerprint) for x in got] == [("meeting moved to thursday",
+                                                                          founders[1].fingerprint)]
+            assert await coll.read_posts(gone, n_of(gone), cid) == []
             with pytest.raises(KomradeError, match="not a member"):
                 await coll.vouch(gone, n_of(gone), cid, join_id)
 
@@ -137,6 +144,35 @@ def test_collective_admits_at_quorum_amends_removes_and_converges(tmp_path: Path
 
             states = await wait_for(converged, 40)
             assert states[0].proposals[late].up == 1 and len(states[0].members) == 5
+        finally:
+            await shutdown([*nodes, *relays], tuple(people))
+
+    run(scenario())
+
+
+async def _posts(person: Any, node: KomradeNode, cid: str) -> Any:
+    return await coll.read_posts(person, node, cid)
+
+
+def test_a_large_founding_roster_gets_its_keys_in_several_messages(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 4, CONFIG)
+        people = [account(tmp_path, f"Member{i}") for i in range(16)]
+        nodes = [await client(relays[1].address, CONFIG), await client(relays[2].address, CONFIG)]
+        try:
+            state = await coll.found_collective(people[0], nodes[0], "Big", [p.address.text for p in people[1:]])
+            assert len(state.members) == 16
+
+            async def synced() -> Any:
+                try:
+                    s = await coll.sync_collective(people[15], nodes[1], state.collective_id.hex())
+                except KomradeError:
+                    return None
+                record = people[15].data.get("collective", state.collective_id)
+                return s if len(record["addresses"]) == 16 else None
+
+            s = await wait_for(synced, 20)
+            assert s.summary() == (await coll.sync_collective(people[0], nodes[0], s.collective_id.hex())).summary()
         finally:
             await shutdown([*nodes, *relays], tuple(people))
 

@@ -30,10 +30,15 @@ key is simply never used for writing.
 **What it reveals.** Holders: slot keys, sizes, times. Members: the log (who founded, joined, vouched, proposed,
 closed; how many voted what, not who), members' addresses. The removed member keeps what it read before.
 
-**Limits.** An operation must fit one envelope (~850 bytes): a founding roster of at most ~15 members, votes over
-rings of at most ~18 (collective.py handles larger groups by sub-rings; this layer does not split operations yet).
+**Limits.** An operation must fit one envelope (~850 bytes): a founding roster of at most 16 members, votes over
+rings of at most 16 (collective.py handles larger groups by sub-rings; this layer does not split operations yet),
+so a collective votes while it has at most 16 members. Keys and addresses go in as many sealed DMs as they need.
 Envelopes live at most 30 days: the log on the network fades after that and members rely on their device copy
 (a newcomer admitted later receives only what is still in the slots; republishing the log is not done yet).
+
+**Group posts** (:func:`post`, :func:`read_posts`): shared envelopes under the current group key, signed by
+their author (accountable to members), in ``BLAKE2b-160("komrade/collective-posts/v1" | BLAKE2b-128(key) |
+epoch)``; a removed member cannot find or open those posted after the rotation.
 """
 
 from __future__ import annotations
@@ -160,14 +165,27 @@ async def _seal_keys(account: Account, node: KomradeNode, record: dict[str, Any]
         return False
     address = decode_address(address_text)
     widths = [[decode_address(a).verify_key, decode_address(a).width] for a in record["addresses"].values()]
-    body = codec.pack({"c": record["id"], "keys": record["keys"], "k0": record["k0"], "w": widths,
-                       "n": record["name"]})
-    if len(body) > env.max_body(KEY_TYPE):
-        raise KomradeError("too many members or keys for one key message (a limit of this version)")
+    room = env.max_body(KEY_TYPE)
+
+    def pack(keys: list[Any], w: list[Any]) -> bytes:
+        return codec.pack({"c": record["id"], "keys": keys, "k0": record["k0"], "w": w, "n": record["name"][:64]})
+
+    # as many sealed messages as it takes: each carries some keys and some addresses, the receiver merges them
+    bodies: list[bytes] = []
+    keys: list[Any] = []
+    w: list[Any] = []
+    for kind, item in [("k", k) for k in record["keys"]] + [("w", x) for x in widths]:
+        trial = pack(keys + [item], w) if kind == "k" else pack(keys, w + [item])
+        if len(trial) > room and (keys or w):
+            bodies.append(pack(keys, w))
+            keys, w = [], []
+        (keys if kind == "k" else w).append(item)
+    bodies.append(pack(keys, w))
     slot = slot_id(address.verify_key, address.width, params.epoch(now))
-    data = await asyncio.to_thread(env.seal, account.identity, address.public, body, content_type=KEY_TYPE,
-                                   ttl=MAX_TTL, now=now, pow=node.config.pow, slot=slot)
-    await node.send(slot, data)
+    for body in bodies:
+        data = await asyncio.to_thread(env.seal, account.identity, address.public, body, content_type=KEY_TYPE,
+                                       ttl=MAX_TTL, now=now, pow=node.config.pow, slot=slot)
+        await node.send(slot, data)
     return True
 
 
@@ -433,3 +451,82 @@ def collectives(account: Account) -> list[dict[str, Any]]:
     """``[{"id", "name"}]`` of the collectives this device holds a key of."""
     return sorted(({"id": r["id"].hex(), "name": r["name"]} for r in account.data.all("collective") if r["keys"]),
                   key=lambda r: r["name"].lower())
+
+
+# -- group posts ----------------------------------------------------------------------------------------------------
+POST_TYPE = "collective-post"
+
+
+@dataclass(frozen=True)
+class GroupPost:
+    id: str
+    author: str
+    author_fingerprint: str
+    text: str
+    posted_at: int
+
+
+def posts_slot(key: bytes, epoch: int) -> bytes:
+    """``BLAKE2b-160("komrade/collective-posts/v1" | BLAKE2b-128(key) | epoch)``: the group's posts of a day."""
+    inner = hashlib.blake2b(key, digest_size=16, person=b"komrade/coll-id").digest()
+    return hashlib.blake2b(b"komrade/collective-posts/v1" + inner + epoch.to_bytes(4, "big"), digest_size=20).digest()
+
+
+async def post(account: Account, node: KomradeNode, collective_id: str, text: str, *, ttl: int = 14 * 86400,
+               params: SlotParams = SlotParams(), now: float | None = None) -> str:
+    """Post to the collective: signed by you (members see who wrote it), encrypted under the current group key, so
+    a removed member reads nothing posted after the rotation. Returns the post's id."""
+    if not isinstance(text, str) or not text.strip():
+        raise KomradeError("the post is empty")
+    now = time.time() if now is None else now
+    state = await sync_collective(account, node, collective_id, params=params, now=now)
+    record = _record(account, state.collective_id)
+    if account.identity.verify_key not in state.members:
+        raise KomradeError("you are not a member of this collective")
+    key = _write_key(record, state)
+    if key is None:
+        raise KomradeError("the new group key has not reached you yet: sync again in a moment")
+    slot = posts_slot(key, params.epoch(now))
+    try:
+        data = await asyncio.to_thread(env.make_shared, account.identity, key, codec.pack({"t": text}),
+                                       content_type=POST_TYPE, ttl=max(1, min(MAX_TTL, ttl)), now=now,
+                                       pow=node.config.pow, slot=slot)
+    except EnvelopeError:
+        raise KomradeError("the post is too long for one envelope (about 850 bytes of UTF-8)") from None
+    await node.send(slot, data)
+    opened = env.open_shared(data, key, now)
+    assert opened is not None
+    return opened.post_id.hex()
+
+
+async def read_posts(account: Account, node: KomradeNode, collective_id: str, *, days: int = 3,
+                     params: SlotParams = SlotParams(), now: float | None = None) -> list[GroupPost]:
+    """The group's posts of the last ``days`` epochs under every key this member holds, newest first; only posts
+    signed by someone who is or was a member count."""
+    now = time.time() if now is None else now
+    state = await sync_collective(account, node, collective_id, params=params, now=now)
+    record = _record(account, state.collective_id)
+    ever = set(state.founders) | state.members | {j.newcomer for j in state.joins.values() if j.status == "admitted"}
+    epochs = range(params.epoch(now - days * params.epoch_seconds), params.epoch(now) + 1)
+    found: dict[bytes, GroupPost] = {}
+
+    async def one(key: bytes, epoch: int) -> None:
+        got = await node.read_slot(posts_slot(key, epoch))
+        for data in got.wanted:
+            try:
+                opened = env.open_shared(data, key, now)
+                if opened is None or opened.content_type != POST_TYPE or opened.author is None:
+                    continue
+                body = codec.unpack(opened.body, max_len=2048, max_depth=1)
+            except (EnvelopeError, CodecError):
+                continue
+            if opened.author.verify_key not in ever or not isinstance(body, dict) or not isinstance(body.get("t"), str):
+                continue
+            contact = account.contact(opened.author.verify_key)
+            fp = opened.author.fingerprint()
+            name = contact.name if contact else ("you" if opened.author.verify_key == account.identity.verify_key
+                                                 else fp[:11])
+            found[opened.post_id] = GroupPost(opened.post_id.hex(), name, fp, body["t"], opened.created)
+
+    await asyncio.gather(*(one(k, e) for _, k in record["keys"] for e in epochs))
+    return sorted(found.values(), key=lambda p: (-p.posted_at, p.id))
