@@ -40,6 +40,10 @@ KIND_SEALED, KIND_SHARED, KIND_PUBLIC = 1, 2, 3
 SIZE_CLASSES = (256, 512, 1024)
 MAX_RECIPIENTS = 8
 HEADER_LEN = 80  # 32 ephemeral key + 16 MAC + 32 content key
+#: A contact tag (issue 12): 16 bytes per recipient that only that recipient can recognise without public-key work.
+TAG_LEN = 16
+#: Bit of the kind byte that marks a sealed envelope carrying contact tags.
+TAGGED = 0x80
 FIXED_LEN = 31
 _OUTER = struct.Struct(">BBI16s8sB")
 _SECRETBOX_OVERHEAD = 24 + 16
@@ -60,7 +64,8 @@ def burn_hash(secret: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Outer:
-    """The fields of an envelope that every node can see and check."""
+    """The fields of an envelope that every node can see and check. ``kind`` is the base kind; ``tagged`` says a
+    sealed envelope carries a 16-byte contact tag per recipient header (kind byte | TAGGED)."""
 
     version: int
     kind: int
@@ -68,6 +73,12 @@ class Outer:
     burn_hash: bytes
     pow_nonce: bytes
     n_headers: int
+    tagged: bool = False
+
+    @property
+    def headers_at(self) -> int:
+        """Offset of the first recipient header (after the tags, if any)."""
+        return FIXED_LEN + (TAG_LEN * self.n_headers if self.tagged else 0)
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,7 @@ def parse_outer(data: bytes, now: float | None = None) -> Outer:
     if len(data) not in SIZE_CLASSES:
         raise EnvelopeError(f"envelope of {len(data)} bytes is not one of the size classes {SIZE_CLASSES}")
     outer = _check_fixed(data, now)
-    if FIXED_LEN + outer.n_headers * HEADER_LEN + _SECRETBOX_OVERHEAD > len(data):
+    if outer.headers_at + outer.n_headers * HEADER_LEN + _SECRETBOX_OVERHEAD > len(data):
         raise EnvelopeError("headers leave no room for a body")
     return outer
 
@@ -99,7 +110,16 @@ def parse_outer(data: bytes, now: float | None = None) -> Outer:
 def head(data: bytes) -> bytes:
     """The part of an envelope a reader needs to decide whether it is theirs: fixed fields and recipient headers
     (``get_heads`` carries these, so a miss costs a reader a tenth of a datagram, not a whole envelope)."""
-    return data[: FIXED_LEN + data[30] * HEADER_LEN]
+    tags = TAG_LEN * data[30] if data[1] & TAGGED else 0
+    return data[: FIXED_LEN + tags + data[30] * HEADER_LEN]
+
+
+def tags_of(head_or_envelope: bytes) -> list[bytes]:
+    """The contact tags an envelope (or its head) carries, one per recipient header; [] if untagged."""
+    if len(head_or_envelope) < FIXED_LEN or not head_or_envelope[1] & TAGGED:
+        return []
+    n = head_or_envelope[30]
+    return [head_or_envelope[FIXED_LEN + i * TAG_LEN : FIXED_LEN + (i + 1) * TAG_LEN] for i in range(n)]
 
 
 def parse_head(data: bytes, now: float | None = None) -> Outer:
@@ -107,17 +127,20 @@ def parse_head(data: bytes, now: float | None = None) -> Outer:
     if not isinstance(data, bytes) or len(data) < FIXED_LEN:
         raise EnvelopeError("an envelope head must be at least the fixed fields")
     outer = _check_fixed(data, now)
-    if len(data) != FIXED_LEN + outer.n_headers * HEADER_LEN:
+    if len(data) != outer.headers_at + outer.n_headers * HEADER_LEN:
         raise EnvelopeError("an envelope head must end after its recipient headers")
     return outer
 
 
 def _check_fixed(data: bytes, now: float | None) -> Outer:
-    version, kind, expires_at, bhash, nonce, n = _OUTER.unpack_from(data)
+    version, kind_byte, expires_at, bhash, nonce, n = _OUTER.unpack_from(data)
     if version != VERSION:
         raise EnvelopeError(f"unknown envelope version {version}; this node speaks version {VERSION}")
+    kind, tagged = kind_byte & ~TAGGED, bool(kind_byte & TAGGED)
     if kind not in (KIND_SEALED, KIND_SHARED, KIND_PUBLIC):
         raise EnvelopeError(f"unknown envelope kind {kind}")
+    if tagged and kind != KIND_SEALED:
+        raise EnvelopeError("only sealed envelopes carry contact tags")
     if kind == KIND_SEALED and not 1 <= n <= MAX_RECIPIENTS:
         raise EnvelopeError(f"a sealed envelope needs 1..{MAX_RECIPIENTS} recipient headers, not {n}")
     if kind != KIND_SEALED and n != 0:
@@ -127,7 +150,7 @@ def _check_fixed(data: bytes, now: float | None) -> Outer:
         raise EnvelopeError("envelope has expired")
     if expires_at > now + MAX_TTL + CLOCK_SKEW:
         raise EnvelopeError("envelope expires further ahead than the 30-day maximum")
-    return Outer(version, kind, expires_at, bhash, nonce, n)
+    return Outer(version, kind, expires_at, bhash, nonce, n, tagged)
 
 
 #: The "slot" of an envelope that is stored only under its own id and appended to no slot (e.g. an image chunk).
@@ -243,29 +266,35 @@ def seal(
     burn_secret: bytes | None = None,
     pow: PowParams = PowParams(),
     slot: bytes = NO_SLOT,
+    tag: bytes | None = None,
 ) -> bytes:
     """Seal ``body`` from ``sender`` to ``recipient``; returns the envelope bytes (padded to a size class, with
-    the proof of work ``pow`` asks for, bound to ``slot``: the slot it will be appended to)."""
+    the proof of work ``pow`` asks for, bound to ``slot``: the slot it will be appended to). ``tag``: a 16-byte
+    contact tag the recipient can recognise without public-key work (:mod:`komrade_dht.social.tags`)."""
+    if tag is not None and len(tag) != TAG_LEN:
+        raise EnvelopeError(f"a contact tag is {TAG_LEN} bytes")
     if not 0 < ttl <= MAX_TTL:
         raise EnvelopeError(f"lifetime must be between 1 second and 30 days, not {ttl} s")
     now = time.time() if now is None else now
     created = int(now)
     expires_at = created + ttl
     burn_secret = os.urandom(16) if burn_secret is None else burn_secret
-    prefix = struct.pack(">BBI16s", VERSION, KIND_SEALED, expires_at, burn_hash(burn_secret))
+    kind = KIND_SEALED | (TAGGED if tag is not None else 0)
+    tags = tag or b""
+    prefix = struct.pack(">BBI16s", VERSION, kind, expires_at, burn_hash(burn_secret))
     payload = codec.pack(
         [content_type, sender.verify_key, recipient.verify_key, created, body, burn_secret, _outer_hash(prefix)]
     )
     inner = codec.pack([payload, sender.sign(_SIG_DOMAIN + payload)])
     plain_len = 2 + len(inner)
-    size = _pick_class(FIXED_LEN + HEADER_LEN + _SECRETBOX_OVERHEAD + plain_len)
+    size = _pick_class(FIXED_LEN + len(tags) + HEADER_LEN + _SECRETBOX_OVERHEAD + plain_len)
     plaintext = len(inner).to_bytes(2, "big") + inner
-    plaintext += bytes(size - FIXED_LEN - HEADER_LEN - _SECRETBOX_OVERHEAD - len(plaintext))
+    plaintext += bytes(size - FIXED_LEN - len(tags) - HEADER_LEN - _SECRETBOX_OVERHEAD - len(plaintext))
     content_key = os.urandom(32)
     nonce = os.urandom(24)
     boxed = nonce + bindings.crypto_secretbox(plaintext, nonce, content_key)
     header = bindings.crypto_box_seal(content_key, recipient.box_public_key)
-    out = prefix + bytes(8) + bytes([1]) + header + boxed
+    out = prefix + bytes(8) + bytes([1]) + tags + header + boxed
     assert len(out) == size
     return mint_pow(out, pow, slot, now)
 
@@ -274,7 +303,7 @@ def _needed(content_type: str, body_len: int) -> int:
     """Envelope bytes a single-recipient sealed envelope needs for a body of ``body_len`` bytes."""
     payload = codec.pack([content_type, bytes(32), bytes(32), 2**32 - 1, bytes(body_len), bytes(16), bytes(16)])
     inner = codec.pack([payload, bytes(64)])
-    return FIXED_LEN + HEADER_LEN + _SECRETBOX_OVERHEAD + 2 + len(inner)
+    return FIXED_LEN + TAG_LEN + HEADER_LEN + _SECRETBOX_OVERHEAD + 2 + len(inner)  # room for a contact tag
 
 
 def max_body(content_type: str = "dm") -> int:
@@ -300,8 +329,9 @@ class TrialDecryptor:
     def content_key(self, data: bytes) -> bytes | None:
         """The content key if one of the headers is for us, else None. ``data`` must have passed parse_outer."""
         n = data[30]
+        first = FIXED_LEN + (TAG_LEN * n if data[1] & TAGGED else 0)
         for i in range(n):
-            start = FIXED_LEN + i * HEADER_LEN
+            start = first + i * HEADER_LEN
             try:
                 return bindings.crypto_box_seal_open(data[start : start + HEADER_LEN], self._pk, self._sk)
             except CryptoError:
@@ -316,7 +346,7 @@ class TrialDecryptor:
         key = self.content_key(data)
         if key is None:
             return None
-        body_start = FIXED_LEN + outer.n_headers * HEADER_LEN
+        body_start = outer.headers_at + outer.n_headers * HEADER_LEN
         boxed = data[body_start:]
         try:
             plaintext = bindings.crypto_secretbox_open(boxed[24:], boxed[:24], key)

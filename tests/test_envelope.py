@@ -51,9 +51,31 @@ def test_lengths_are_padded_to_size_classes(n: int) -> None:
 
 
 def test_largest_body_fits_and_one_more_byte_is_refused_clearly() -> None:
+    """max_body leaves room for a contact tag, so it fits tagged or not."""
+    tag = os.urandom(env.TAG_LEN)
+    assert len(sealed(bytes(env.max_body()), tag=tag)) == env.SIZE_CLASSES[-1]
     assert len(sealed(bytes(env.max_body()))) == env.SIZE_CLASSES[-1]
     with pytest.raises(EnvelopeError, match="shorten"):
-        sealed(bytes(env.max_body() + 1))
+        sealed(bytes(env.max_body() + 1), tag=tag)
+
+
+def test_a_tagged_envelope_opens_and_shows_its_tag_in_the_head() -> None:
+    tag = os.urandom(env.TAG_LEN)
+    data = sealed(b"tagged hello", tag=tag)
+    head = env.head(data)
+    assert env.parse_head(head, now=NOW).tagged and env.tags_of(head) == [tag] == env.tags_of(data)
+    assert len(head) == env.FIXED_LEN + env.TAG_LEN + env.HEADER_LEN
+    assert env.TrialDecryptor(BOB).content_key(head) is not None
+    opened = env.TrialDecryptor(BOB).open(data, now=NOW)
+    assert opened is not None and opened.body == b"tagged hello"
+    assert env.tags_of(sealed(b"plain")) == []
+    # the kind byte is signed into the outer hash: with the TAGGED bit flipped nothing opens
+    flipped = bytearray(data)
+    flipped[1] ^= env.TAGGED
+    try:
+        assert env.TrialDecryptor(BOB).open(bytes(flipped), now=NOW) is None
+    except EnvelopeError:
+        pass
 
 
 def test_same_content_never_gives_the_same_envelope() -> None:

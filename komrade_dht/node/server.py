@@ -328,7 +328,9 @@ class KomradeNode(Server):
             if successor is not None:
                 ok, _ = await self.protocol.call(successor, "stem", slot, envelope, stem.max_hops)
                 if ok:
+                    # its writer neither relays its stem nor forwards its flood (a holder would see it come from us)
                     self.protocol.stemmed.add(env.envelope_id(envelope))
+                    self.protocol.seen.add(env.envelope_id(envelope))
                     self.protocol.counters["stem_sent"] += 1
                     if self.read_only:
                         # A short-lived sender (`komrade send`) may exit at once: it confirms before it returns.
@@ -346,7 +348,8 @@ class KomradeNode(Server):
         key = env.envelope_id(envelope)
         holders = (await self.closest(slot))[: self.ksize]
         asked = gossip.pick(holders, 2)
-        deadline = time.monotonic() + self.config.stem.sender_check
+        expires_at = env.parse_outer(envelope).expires_at
+        deadline = time.monotonic() + min(self.config.stem.sender_check, expires_at - time.time())
         pause = 0.05
         while time.monotonic() < deadline and asked:
             await asyncio.sleep(pause)
@@ -355,11 +358,13 @@ class KomradeNode(Server):
             if held:
                 return held
             pause = min(pause * 2, 1.0)
+        if time.time() >= expires_at:
+            raise NetworkError("the envelope expired before any holder confirmed it: send it again, with a longer life")
         self.protocol.counters["stem_republished"] += 1
         return await self.publish(slot, envelope)
 
     async def _fluff(self, slot: bytes, envelope: bytes) -> None:
-        with contextlib.suppress(NetworkError, EnvelopeError):
+        with contextlib.suppress(NetworkError, EnvelopeError):  # EnvelopeError: it expired on the way
             await self.publish(slot, envelope)
 
     async def _ensure_held(self, slot: bytes, envelope: bytes, delay: float = 0.0) -> bool:
@@ -368,6 +373,8 @@ class KomradeNode(Server):
         assert self.protocol is not None
         if delay:
             await asyncio.sleep(delay)
+        if int.from_bytes(envelope[2:6], "big") <= time.time():
+            return True  # expired: nothing left to deliver
         key = env.envelope_id(envelope)
         holders = (await self.closest(slot))[: self.ksize]
         for node in gossip.pick(holders, 2):

@@ -22,6 +22,7 @@ from ..node import KomradeNode
 from ..node.reader import ReadResult
 from ..slots import MAX_TTL, MAX_WIDTH, SlotParams, slot_id
 from .account import Account
+from .tags import TagBook, next_tag
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ async def send_dm(
         now=now,
         pow=node.config.pow,
         slot=slot,
+        tag=next_tag(account, recipient.public, params.epoch(now)),
         **kwargs,
     )
     acks = await node.send(slot, data)
@@ -129,11 +131,14 @@ async def sync_inbox(
     # with one epoch of overlap for clock skew.
     since = state.get("last_sync", max(account.created, now - MAX_TTL)) - params.epoch_seconds
     decryptor = TrialDecryptor(account.identity)
-    slots = [slot_id(account.identity.verify_key, account.width, e) for e in params.epochs_since(since, now)]
+    epochs = params.epochs_since(since, now)
+    slots = [slot_id(account.identity.verify_key, account.width, e) for e in epochs]
     limit = asyncio.Semaphore(SYNC_PARALLEL_EPOCHS)
+    tagged = TagBook(account, epochs)
 
     def ours(head: bytes) -> bool:
-        return decryptor.content_key(head) is not None
+        # a contact's tag first (a dictionary lookup), then one trial decryption for everyone else
+        return tagged.sender_of(head) is not None or decryptor.content_key(head) is not None
 
     async def read(slot: bytes) -> tuple[bytes, dict[bytes, int], ReadResult]:
         async with limit:
