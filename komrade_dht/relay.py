@@ -329,6 +329,17 @@ class Relay:
                 if k.startswith("dropped_")])
         metric("komrade_rpc_requests_total", "counter", "RPC requests handled, by method.",
                [({"method": k.removeprefix("rpc_")}, v) for k, v in sorted(counters.items()) if k.startswith("rpc_")])
+        tcp = s.get("tcp")
+        if tcp is not None:
+            tcp_counters: dict[str, int] = tcp["counters"]
+            metric("komrade_tcp_connections", "gauge", "Open connections to the TCP service.", [({}, tcp["open"])])
+            metric("komrade_tcp_accepted_total", "counter", "Connections accepted by the TCP service.",
+                   [({}, tcp_counters.get("accepted", 0))])
+            metric("komrade_tcp_requests_total", "counter", "TCP service requests, by op.",
+                   [({"op": k.removeprefix("op_")}, v) for k, v in sorted(tcp_counters.items()) if k.startswith("op_")])
+            metric("komrade_tcp_errors_total", "counter", "TCP service refusals, by error code.",
+                   [({"code": k.removeprefix("error_")}, v) for k, v in sorted(tcp_counters.items())
+                    if k.startswith("error_")])
         others = {k: v for k, v in counters.items() if not k.startswith(("dropped", "rpc_", "datagrams_", "bytes_"))}
         if others:
             metric("komrade_node_events_total", "counter", "Other node counters (timeouts, bad replies, ...).",

@@ -197,6 +197,7 @@ def test_relay_offers_the_tcp_service_when_configured(tmp_path: Path, capsys: py
             hello = await TorClient([relay.tcp.address], None).start()
             assert hello["v"] == 1
             assert relay.status()["tcp"]["counters"]["op_hello"] == 1
+            assert 'komrade_tcp_requests_total{op="hello"} 1' in relay.metrics()
         finally:
             await relay.close()
         assert Relay(RelayConfig(metrics_listen="off", listen="127.0.0.1:0", bootstrap_file=str(empty)),

@@ -208,3 +208,11 @@ async def _scenario(net: TorNetwork, tmp_path: Path, tcp_port: int, figures: dic
         await service.close()
         await shutdown([*relays, *([bob_node] if bob_node else [])], (bob,))
 
+
+
+def test_without_tor_installed_the_network_fails_with_the_reason(tmp_path: Path) -> None:
+    """CI installs tor; a machine without it must fail the Tor test with a clear reason, not skip it."""
+    net = TorNetwork(tmp_path / "tor", tor="tor-that-is-not-installed")
+    with pytest.raises(TorNetworkError, match="not installed.*apt-get install tor"):
+        net.start()
+    assert net.pids() == []

@@ -3,7 +3,8 @@
 Three directory authorities (non-exit relays), ``exits`` exit relays and one client, each a ``tor`` process with
 its own 127.0.0.x address, using Tor's testing-network options (read from chutney's ``torrc_templates``, not
 vendored): ``TestingTorNetwork 1`` (private addresses allowed, distinct-subnet rules off, fast descriptor
-downloads), short voting intervals, ``AssumeReachable 1`` on the authorities, and the test-only vote overrides
+downloads), short voting intervals, ``AssumeReachable 1`` (every relay publishes its descriptor at once instead
+of after a reachability self-test, so the exits are in the second consensus, not the fourth), and the test-only vote overrides
 (``TestingDirAuthVoteExit/Guard/HSDir *``) so that every relay gets the flags a 7-relay network otherwise never
 earns. Nothing leaves 127.0.0.0/8: the exits accept 127.0.0.0/8 and, besides, only the ``exit_ports`` the test
 names (a client picks exits by the port summary of their microdescriptors, which only counts ports open to the
@@ -66,6 +67,7 @@ SocksPort 0
 ORPort {ip}:{orport}
 Address {ip}
 ContactInfo {nick}@test.invalid
+AssumeReachable 1
 ServerDNSDetectHijacking 0
 ServerDNSTestAddresses
 ServerDNSResolvConfFile /dev/null
@@ -77,7 +79,6 @@ ExitRelay 0
 ExitPolicy reject *:*
 AuthoritativeDirectory 1
 V3AuthoritativeDirectory 1
-AssumeReachable 1
 TestingV3AuthInitialVotingInterval {vi}
 TestingV3AuthInitialVoteDelay {vd}
 TestingV3AuthInitialDistDelay {dd}
