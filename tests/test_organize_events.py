@@ -10,7 +10,7 @@ from typing import Any, Awaitable
 
 import pytest
 
-from komrade_dht import codec
+from komrade_dht import codec, ring
 from komrade_dht import envelope as env
 from komrade_dht.errors import KomradeError
 from komrade_dht.identity import Identity
@@ -179,5 +179,56 @@ def test_named_host_is_shown_and_sees_who_answered(tmp_path: Path) -> None:
             assert [e.id for e in events.hosted(host)] == [ev.id]
         finally:
             await shutdown([*nodes, *relays], (host, ann))
+
+    run(scenario())
+
+
+def test_anonymous_answers_give_the_host_counts_only(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 5, CONFIG)
+        host, ann, ben, cat = (account(tmp_path, n) for n in ("Hal", "Ann", "Ben", "Cat"))
+        nodes = [await client(relays[1 + i].address, CONFIG) for i in range(4)]
+        h, *others = nodes
+        rec = Recorder(h)
+        recs = [Recorder(n) for n in others]
+        try:
+            now = int(time.time())
+            ev = await events.create_event(host, h, "Assembly", now + 60, now + 3600, anonymous=True,
+                                           anonymous_answers=True)
+            await events.invite(host, h, ev.id, [p.address.text for p in (ann, ben, cat)])
+            with pytest.raises(KomradeError, match="invited at once"):
+                await events.invite(host, h, ev.id, [ann.address.text])
+            for person, node in zip((ann, ben, cat), others):
+                async def invited(p: Any = person, n: KomradeNode = node) -> Any:
+                    await dm.sync_inbox(p, n)
+                    return events.invitations(p)
+
+                [got] = await wait_for(invited, 20)
+                assert got.anonymous_answers
+            for person, node, answer in zip((ann, ben, cat), others, ("going", "going", "maybe")):
+                await events.answer_event(person, node, ev.id, answer)
+            await events.answer_event(ben, others[1], ev.id, "not going")  # replaces Ben's first answer
+
+            async def counted() -> Any:
+                c = await events.answer_counts(host, h, ev.id)
+                return c if c == {"going": 1, "maybe": 1, "not going": 1} else None
+
+            await wait_for(counted, 20)
+            with pytest.raises(KomradeError, match="anonymous"):
+                await events.answers(host, h, ev.id)
+            # the host can open every answer: none names an invitee (one-off senders, ring signatures)
+            record = host.data.get("event_host", bytes.fromhex(ev.id))
+            event_key = Identity.from_seed(record["seed"])
+            invitee_keys = [p.identity.verify_key for p in (ann, ben, cat)]
+            answers = [d for r in recs for s, d in r.sent if s == events.answer_slot(bytes.fromhex(ev.id))]
+            assert len(answers) == 4
+            for data in answers:
+                opened = env.TrialDecryptor(event_key).open(data)
+                assert opened is not None and opened.sender.verify_key not in invitee_keys
+                assert not any(k in opened.body for k in invitee_keys) and b"Ann" not in opened.body
+                assert codec.unpack(opened.body)[4] == ring.ring_id(invitee_keys)  # the ring's id, no key
+            assert rec.sent
+        finally:
+            await shutdown([*nodes, *relays], (host, ann, ben, cat))
 
     run(scenario())

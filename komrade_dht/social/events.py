@@ -29,7 +29,12 @@ The host: each answerer's identity and answer. **Anonymous host**: the host's ke
 envelope of the event (tested by grepping every byte, opened and not); what remains is the network path of the
 host's envelopes (stems) and anything the host writes in the details.
 
-Not done here: anonymous answers (counts only) — an answer is sealed by the invitee's identity.
+**Anonymous answers** (``anonymous_answers=True``, the host then sees counts only): everyone is invited at once
+(at most :data:`MAX_ANONYMOUS_INVITEES`), the roster of invitees' keys is published as an update of its own
+(content type ``event-roster``, signed by the event key) and each invitation names its ring id. An answer is then
+an anonymous vote (:mod:`komrade_dht.votes`, roster mode, scope = the event id; going = up, not going = down,
+maybe = none), sealed to the event key from a one-off key: one answer per invitee (a newer one replaces it), and
+neither the host nor anyone else learns which invitee answered what.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codec, geo, media
+from .. import codec, geo, media, ring, votes
 from .. import envelope as env
 from ..address import decode_address, encode_address
 from ..errors import CodecError, EnvelopeError, KomradeError
@@ -57,6 +62,11 @@ log = logging.getLogger(__name__)
 INVITE_TYPE = "event-invite"
 UPDATE_TYPE = "event"
 ANSWER_TYPE = "event-answer"
+ANON_ANSWER_TYPE = "event-answer-anon"
+ROSTER_TYPE = "event-roster"
+#: Invitees of an event with anonymous answers: the ring of a vote sealed in one envelope.
+MAX_ANONYMOUS_INVITEES = 16
+_VOTE_OF = {"going": "up", "not going": "down", "maybe": "none"}
 ANSWERS = ("going", "maybe", "not going")
 #: Envelopes and device records live this long after the event ends.
 GRACE = 3600
@@ -95,6 +105,7 @@ class Event:
     host_fingerprint: str | None
     my_answer: str | None = None
     image: list[bytes] | None = field(default=None, repr=False)
+    anonymous_answers: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,7 +170,7 @@ def _event(record: dict[str, Any], hosting: bool) -> Event:
     host = record.get("host")
     return Event(record["id"].hex(), d["t"], d["s"], d["e"], d["p"], d["pos"], d["d"], d["v"], d["x"], hosting,
                  record["anon"], host["name"] if host else None, host["fingerprint"] if host else None,
-                 record.get("answer"), d["img"])
+                 record.get("answer"), d["img"], bool(record.get("aa")))
 
 
 def _event_key(event_id: str) -> bytes:
@@ -176,7 +187,7 @@ def _event_key(event_id: str) -> bytes:
 async def create_event(
     account: Account, node: KomradeNode, title: str, starts_at: int, ends_at: int, *, place: str = "",
     at: tuple[float, float] | None = None, precision_km: float = 1.0, description: str = "",
-    image: bytes | None = None, anonymous: bool = False, now: float | None = None,
+    image: bytes | None = None, anonymous: bool = False, anonymous_answers: bool = False, now: float | None = None,
 ) -> Event:
     """Create an event and publish its first version (to no one yet: :func:`invite` next). ``at`` is coarsened to
     ``precision_km`` before it leaves the device. KomradeError before anything is sent if something is wrong."""
@@ -198,7 +209,7 @@ async def create_event(
         await node.store_blobs(content.chunks)
         details["img"] = [content.manifest.root_id, content.key]
     record = {"id": event_id, "seed": Identity.generate().seed, "secret": os.urandom(32), "anon": bool(anonymous),
-              "details": details, "invitees": {}}
+              "details": details, "invitees": {}, "aa": bool(anonymous_answers)}
     await _publish_update(node, record, now)
     account.data.put("event_host", event_id, record)
     return _event(record, True)
@@ -231,6 +242,20 @@ async def invite(account: Account, node: KomradeNode, event_id: str, addresses: 
     signer = Identity.from_seed(record["seed"])
     sender = signer if record["anon"] else account.identity
     body = {"id": record["id"], "k": record["secret"], "ek": signer.verify_key, "d": record["details"]}
+    if record.get("aa"):
+        if record["invitees"]:
+            raise KomradeError("answers to this event are anonymous: everyone is invited at once (the ring of the "
+                               "answers is that list)")
+        roster = sorted({a.verify_key for a in recipients})
+        if not 1 <= len(roster) <= MAX_ANONYMOUS_INVITEES:
+            raise KomradeError(f"an event with anonymous answers invites 1 to {MAX_ANONYMOUS_INVITEES} people")
+        record["roster"] = roster
+        slot = event_slot(record["id"])
+        data = await asyncio.to_thread(env.make_shared, signer, record["secret"], codec.pack(roster),
+                                       content_type=ROSTER_TYPE, ttl=_ttl(record["details"], now), now=now,
+                                       pow=node.config.pow, slot=slot)
+        await node.send(slot, data)
+        body["ri"] = ring.ring_id(roster)
     if not record["anon"]:
         body["h"] = [account.name[:64], account.width]
     packed = codec.pack(body)
@@ -281,6 +306,8 @@ async def cancel_event(account: Account, node: KomradeNode, event_id: str, *, no
 async def answers(account: Account, node: KomradeNode, event_id: str, *, now: float | None = None) -> list[Answer]:
     """The host reads the answers (sealed to the event key): the newest of each invitee, by name."""
     record = _hosted(account, event_id)
+    if record.get("aa"):
+        raise KomradeError("answers to this event are anonymous: only their counts exist (answer_counts)")
     now = time.time() if now is None else now
     signer = Identity.from_seed(record["seed"])
     decryptor = env.TrialDecryptor(signer)
@@ -314,6 +341,31 @@ async def answers(account: Account, node: KomradeNode, event_id: str, *, now: fl
     return sorted((a for _, a in best.values()), key=lambda a: (a.answer, a.name.lower()))
 
 
+async def answer_counts(account: Account, node: KomradeNode, event_id: str, *,
+                        now: float | None = None) -> dict[str, int]:
+    """``{"going": N, "maybe": M, "not going": K}``: counted from the anonymous answers (one per invitee, the
+    newest; tallied here from the ring signatures) or from the signed ones."""
+    record = _hosted(account, event_id)
+    if not record.get("aa"):
+        got = await answers(account, node, event_id, now=now)
+        return {a: sum(1 for x in got if x.answer == a) for a in ANSWERS}
+    now = time.time() if now is None else now
+    if not record.get("roster"):
+        return {a: 0 for a in ANSWERS}
+    decryptor = env.TrialDecryptor(Identity.from_seed(record["seed"]))
+    got = await node.read_slot(answer_slot(record["id"]), set(), lambda head: decryptor.content_key(head) is not None)
+    ballots = []
+    for data in got.wanted:
+        try:
+            opened = decryptor.open(data, now)
+        except EnvelopeError:
+            continue
+        if opened is not None and opened.content_type == ANON_ANSWER_TYPE:
+            ballots.append(opened.body)
+    t = await asyncio.to_thread(votes.tally, ballots, votes.Electorate.roster(record["roster"]), record["id"])
+    return {"going": t.up, "maybe": t.voters - t.up - t.down, "not going": t.down}
+
+
 # -- invitees -----------------------------------------------------------------------------------------------------
 def receive_invite(account: Account, opened: env.Opened, slot: bytes, now: float) -> None:
     """An ``event-invite`` found by a sync: keep it (a newer version of the details replaces an older one)."""
@@ -337,7 +389,9 @@ def receive_invite(account: Account, opened: env.Opened, slot: bytes, now: float
     old = account.data.get("event_invite", obj["id"])
     if old is not None and old["details"]["v"] >= details["v"]:
         return
+    ri = obj.get("ri")
     record = {"id": obj["id"], "secret": obj["k"], "ek": obj["ek"], "anon": host is None, "details": details,
+              "aa": isinstance(ri, bytes) and len(ri) == 32, "ri": ri if isinstance(ri, bytes) else None,
               "answer": old.get("answer") if old else None, "seq": old.get("seq", 0) if old else 0,
               "host": None if host is None else {
                   "name": (account.contact(opened.sender.verify_key).name
@@ -369,12 +423,18 @@ async def refresh_event(account: Account, node: KomradeNode, event_id: str, *, n
     for data in got.wanted:
         try:
             opened = env.open_shared(data, record["secret"], now)
-            if opened is None or opened.content_type != UPDATE_TYPE or opened.author is None:
+            if opened is None or opened.author is None or opened.author.verify_key != record["ek"]:
+                continue  # not under this secret, or signed by someone else than the event key
+            if opened.content_type == ROSTER_TYPE and record.get("ri"):
+                roster = codec.unpack(opened.body, max_len=2048, max_depth=2)
+                if isinstance(roster, list) and all(isinstance(k, bytes) for k in roster) and \
+                        ring.ring_id(roster) == record["ri"]:
+                    record["roster"] = roster
                 continue
-            if opened.author.verify_key != record["ek"]:
-                continue  # signed by someone else than the event key
+            if opened.content_type != UPDATE_TYPE:
+                continue
             details = _check_details(codec.unpack(opened.body, max_len=2048, max_depth=3))
-        except (EnvelopeError, CodecError):
+        except (EnvelopeError, CodecError, KomradeError):
             continue
         if details["v"] > record["details"]["v"]:
             record["details"] = details
@@ -395,11 +455,26 @@ async def answer_event(account: Account, node: KomradeNode, event_id: str, answe
     if record["details"]["e"] <= now:
         raise KomradeError("the event is over")
     seq = max(int(now), record.get("seq", 0) + 1)
-    body = codec.pack({"id": record["id"], "a": answer, "s": seq, "n": account.name[:64]})
     slot = answer_slot(record["id"])
-    data = await asyncio.to_thread(env.seal, account.identity, PublicIdentity(record["ek"]), body,
-                                   content_type=ANSWER_TYPE, ttl=_ttl(record["details"], now), now=now,
-                                   pow=node.config.pow, slot=slot)
+    if record.get("aa"):
+        if not record.get("roster"):
+            await refresh_event(account, node, event_id, now=now)
+            record = _invited(account, event_id)
+        if not record.get("roster"):
+            raise KomradeError("the list of invitees (the ring of anonymous answers) has not arrived yet: try again")
+        try:
+            ballot = await asyncio.to_thread(votes.make_vote, account.identity, votes.Electorate.roster(
+                record["roster"]), record["id"], _VOTE_OF[answer], seq)
+        except KomradeError as exc:
+            raise KomradeError(f"you cannot answer this event: {exc}") from None
+        data = await asyncio.to_thread(env.seal, Identity.generate(), PublicIdentity(record["ek"]), ballot,
+                                       content_type=ANON_ANSWER_TYPE, ttl=_ttl(record["details"], now), now=now,
+                                       pow=node.config.pow, slot=slot)
+    else:
+        body = codec.pack({"id": record["id"], "a": answer, "s": seq, "n": account.name[:64]})
+        data = await asyncio.to_thread(env.seal, account.identity, PublicIdentity(record["ek"]), body,
+                                       content_type=ANSWER_TYPE, ttl=_ttl(record["details"], now), now=now,
+                                       pow=node.config.pow, slot=slot)
     await node.send(slot, data)
     record["answer"], record["seq"] = answer, seq
     account.data.put("event_invite", record["id"], record)
