@@ -36,6 +36,11 @@ class WelcomeScreen(BaseScreen):
             self.body.add_widget(widget)
         self.pass_field.bind(text=self._hint)
         self.name_field.bind(text=self._hint)
+        for f in (self.name_field, self.pass_field, self.confirm_field, self.recovery_field):
+            f.bind(text=self._clear_error)
+
+    def _clear_error(self, *_: Any) -> None:
+        self.error.text = ""  # a new try: the last refusal no longer applies
 
     def toggle_restore(self) -> None:
         self.restoring = not self.restoring
@@ -93,15 +98,18 @@ class WelcomeScreen(BaseScreen):
         passphrase = self.pass_field.text
         try:
             made = await self.app.host.create(self.name_field.text.strip(), passphrase, seed)
+            for f in (self.pass_field, self.confirm_field, self.recovery_field):
+                f.text = ""
             self.app.backend.recovery_text = "" if seed is not None else encode_recovery(made)
             self.progress.text = "Starting your node and joining the network..."
             await self.app.open_node(passphrase)
         except Exception as exc:
-            self.error.text = f"{exc}"
+            if self.app.host.has_identity():  # made, but the node did not start: unlocking retries that
+                self.app.show("unlock").error.text = f"Your identity was created; starting your node failed: {exc}"
+            else:
+                self.error.text = f"{exc}"
             raise
         finally:
             self.working(False)
             self.progress.text = ""
             self.create_button.disabled = False
-            for f in (self.pass_field, self.confirm_field, self.recovery_field):
-                f.text = ""
