@@ -283,9 +283,11 @@ class TorClient:
         slot: bytes,
         known: set[bytes] | frozenset[bytes] = frozenset(),
         want: Callable[[bytes], bool] = lambda head: True,
+        limits: object | None = None,
     ) -> ReadResult:
         """As :meth:`KomradeNode.read_slot`, through one relay: heads come back, ``want`` picks, only the picked
-        envelopes are fetched, each checked against its id, its head and its proof of work for ``slot``."""
+        envelopes are fetched, each checked against its id, its head and its proof of work for ``slot``.
+        ``limits`` is accepted for the node's signature and ignored: the relay's own read limits apply."""
         pow_params = self.config.pow
 
         async def work(conn: Connection) -> ReadResult:
