@@ -371,6 +371,17 @@ def test_world_shard_stays_readable_under_ten_thousand_junk_posts(tmp_path: Path
             nodes.extend(senders)
             flood = await adv.flood_appends(senders, adv.closest(relays, slot, 8), slot, envelopes)
             assert min(flood["accepted"]) >= JUNK * 0.9, flood
+            # one more source tries to fill the shard on one holder: it gets a quarter of the slot's quota, no more
+            extra = await asyncio.to_thread(lambda: [env.make_public(None, os.urandom(60), pow=CHEAP_POW, slot=slot,
+                                                                     ttl=3600) for _ in range(6000)])
+            greedy = await adv.raw_senders(1)
+            nodes.extend(greedy)
+            holder = adv.closest(relays, slot, 1)
+            filled = await adv.flood_appends(greedy, holder, slot, extra)
+            share = holder[0].store.limits.max_entries_per_slot // 4
+            # (a few of its batches may be acked twice after a retransmission: the store holds each once)
+            assert filled["accepted"][0] <= share + 16 and filled["replies"].get("slot_share", 0) >= 6000 - share - 16
+
             a = await client(relays[1].address, CONFIG)
             m = await client(relays[3].address, CONFIG)
             nodes += [a, m]
