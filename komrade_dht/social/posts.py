@@ -34,9 +34,14 @@ carrying their manifest id and key. So a post is never split over several slot e
 **Reading** goes through :meth:`KomradeNode.read_slot` (bounded whatever holders and writers do). Each shard read
 considers the :data:`FEED_NEWEST` ids listed last (newest by arrival) that it has not seen, so 10,000 junk posts
 in front of a real one cost the reader paging, not 10,000 downloads; ids seen are remembered per slot until they
-expire. Read posts are cached on the device (encrypted); a feed is that cache, newest first, in pages. One author
-can hold at most :data:`PER_AUTHOR_PER_PAGE` posts of a page (signed authors; holders already cap what one source
-may append to a slot).
+expire. A read fetches at most :data:`IMAGES_PER_READ` pictures (newest first, at most :data:`MAX_IMAGE_BYTES`
+each; the rest on the next reads), so junk posts pointing at big content cannot make it download megabytes. Read
+posts are cached on the device (encrypted) until they expire; a feed is that cache, newest first, in pages. An
+author's signed posts beyond their first :data:`PER_AUTHOR_PER_PAGE` on a page come after everyone else's (holders
+already cap what one source may append to a slot).
+
+**Linkability left to the author**: an anonymous post's lifetime (``expires_at - created``) is visible; a lifetime
+nobody else uses sets one's posts apart, so anonymous posts should keep the default.
 
 **Expiry and deletion**: every post carries its expiry (14 days by default, at most 30, as DMs); its author keeps
 the burn secret (and the image's burn root) and can delete it from the network (:func:`burn_post`).
