@@ -69,6 +69,8 @@ def add_parsers(sub: Any, net: Callable[[argparse.ArgumentParser], None]) -> Non
     e.add_argument("--description", default="")
     e.add_argument("--image", type=Path, metavar="PATH")
     e.add_argument("--anonymous", action="store_true", help="host anonymously: your identity is in no envelope")
+    e.add_argument("--anonymous-answers", action="store_true",
+                   help="answers are anonymous (you see counts only); invite everyone with --invite, at once")
     e.add_argument("--invite", action="append", default=[], metavar="ADDRESS")
     e = esub.add_parser("invite", help="invite more people")
     net(e)
@@ -117,7 +119,7 @@ def add_parsers(sub: Any, net: Callable[[argparse.ArgumentParser], None]) -> Non
         net(s)
         s.add_argument("pin_id")
 
-    p = sub.add_parser("collective", help="collectives: found, join, vouch, propose, vote, show, list")
+    p = sub.add_parser("collective", help="collectives: found, join, vouch, propose, vote, show, post, posts, list")
     csub = p.add_subparsers(dest="collective_cmd", required=True)
     c = csub.add_parser("found", help="found a collective (prints its id); the key is sealed to each member")
     net(c)
@@ -150,6 +152,15 @@ def add_parsers(sub: Any, net: Callable[[argparse.ArgumentParser], None]) -> Non
     c = csub.add_parser("show", help="sync and show a collective: members, constitution, joins, proposals")
     net(c)
     c.add_argument("collective_id")
+    c.add_argument("--json", action="store_true")
+    c = csub.add_parser("post", help="post to the collective (members read it; signed)")
+    net(c)
+    c.add_argument("collective_id")
+    c.add_argument("text")
+    c = csub.add_parser("posts", help="the collective's posts of the last days")
+    net(c)
+    c.add_argument("collective_id")
+    c.add_argument("--days", type=int, default=3)
     c.add_argument("--json", action="store_true")
     c = csub.add_parser("list", help="the collectives you hold a key of")
     c.add_argument("--json", action="store_true")
@@ -207,7 +218,8 @@ def _event_dict(e: Any) -> dict[str, Any]:
     return {"id": e.id, "title": e.title, "starts_at": e.starts_at, "ends_at": e.ends_at, "place": e.place,
             "position": e.position, "description": e.description, "version": e.version, "cancelled": e.cancelled,
             "hosting": e.hosting, "anonymous_host": e.anonymous_host, "host_name": e.host_name,
-            "host_fingerprint": e.host_fingerprint, "my_answer": e.my_answer, "has_image": e.image is not None}
+            "host_fingerprint": e.host_fingerprint, "my_answer": e.my_answer, "has_image": e.image is not None,
+            "anonymous_answers": e.anonymous_answers}
 
 
 def _print_event(e: Any) -> None:
@@ -249,7 +261,8 @@ async def _event(args: argparse.Namespace) -> int:
                     ev = await events.create_event(account, node, args.title, args.start, args.end, place=args.place,
                                                    at=args.at, precision_km=args.precision,
                                                    description=args.description, image=image,
-                                                   anonymous=args.anonymous)
+                                                   anonymous=args.anonymous,
+                                                   anonymous_answers=args.anonymous_answers)
                     if args.invite:
                         await events.invite(account, node, ev.id, args.invite)
                     print(ev.id)
@@ -280,7 +293,11 @@ async def _event(args: argparse.Namespace) -> int:
                     found = events.hosted(account) + events.invitations(account)
                 else:  # show
                     ev = await events.refresh_event(account, node, args.event_id)
-                    answers = await events.answers(account, node, args.event_id) if ev.hosting else None
+                    answers = counts = None
+                    if ev.hosting and ev.anonymous_answers:
+                        counts = await events.answer_counts(account, node, args.event_id)
+                    elif ev.hosting:
+                        answers = await events.answers(account, node, args.event_id)
         if cmd == "list":
             if args.json:
                 print(json.dumps({"events": [_event_dict(e) for e in found]}))
@@ -296,9 +313,13 @@ async def _event(args: argparse.Namespace) -> int:
         doc = _event_dict(ev)
         if answers is not None:
             doc["answers"] = [a.__dict__ for a in answers]
+        if counts is not None:
+            doc["counts"] = counts
         print(json.dumps(doc))
         return 0
     _print_event(ev)
+    if counts is not None:
+        print("    anonymous answers: " + ", ".join(f"{n} {a}" for a, n in counts.items()))
     if answers is not None:
         print(f"    answers ({len(answers)}):" if answers else "    no answers yet")
         for a in answers:
@@ -464,6 +485,21 @@ async def _collective(args: argparse.Namespace) -> int:
                 join_id = await coll.request_join(account, node, args.collective_id, args.member_address,
                                                   note=args.note)
                 print(join_id)
+                return 0
+            if cmd == "post":
+                print(await coll.post(account, node, args.collective_id, args.text))
+                return 0
+            if cmd == "posts":
+                got = await coll.read_posts(account, node, args.collective_id, days=max(1, args.days))
+                if args.json:
+                    print(json.dumps({"posts": [p.__dict__ for p in got]}))
+                    return 0
+                for p in got:
+                    at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.posted_at))
+                    print(f"{at}  [{printable(p.author_fingerprint)}]  {truncate(p.author, 48)}  ({p.id[:12]})")
+                    print(f"    {truncate(p.text, 1000)}")
+                if not got:
+                    print("no posts")
                 return 0
             if cmd == "vouch":
                 state = await coll.vouch(account, node, args.collective_id, args.join_id)

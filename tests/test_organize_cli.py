@@ -81,4 +81,7 @@ def test_vote_pin_event_collective_through_the_cli(tmp_path: Path, relays, monke
     run(["collective", "vote", *net, cid, prop[:12], "up"], alice)
     doc = json.loads(run(["collective", "show", *net, cid, "--json"], bob).stdout)
     assert doc["constitution"]["vouch_min"] == 1 and doc["proposals"][0]["status"] == "passed"
+    post = run(["collective", "post", *net, cid, "seeds swap on sunday"], alice).stdout.strip()
+    got = json.loads(run(["collective", "posts", *net, cid, "--json"], bob).stdout)["posts"]
+    assert [(p["id"], p["text"]) for p in got] == [(post, "seeds swap on sunday")]
     assert "not a collective id" in one_error_line(run(["collective", "show", *net, "abc"], bob, check=False))
