@@ -299,6 +299,34 @@ async def _inbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crowd(args: argparse.Namespace) -> int:
+    if args.target < 1:
+        raise KomradeError("--target is the crowd you want to hide in: at least 1 person")
+    return asyncio.run(_crowd(args))
+
+
+async def _crowd(args: argparse.Namespace) -> int:
+    from .social.crowd import crowd_report
+
+    account = Account.open(args.data_dir, read_passphrase())
+    try:
+        async with client_node(args) as node:
+            report = await crowd_report(account, node, args.target)
+    finally:
+        account.close()
+    if args.json:
+        print(json.dumps(asdict(report)))
+        return 0
+    print(f"network: about {report.network_size:,} nodes (estimated from how close the nodes nearest a random point are)")
+    print(f"your slot width: {report.width} bits -> a crowd of about {report.crowd:,.0f} people share your slot")
+    advice = "keep it" if report.advised_width == report.width else f"{report.advised_width} bits"
+    print(f"for a crowd of at least {report.target:,}: width {report.advised_width} bits ({advice}); "
+          f"a new width means a new address (komrade init --width N)")
+    print(f"what your crowd costs you: {report.envelopes_per_day:,.0f} envelopes a day in your slots, "
+          f"~{report.download_bytes_per_day / 1024:,.0f} KiB of heads a day")
+    return 0
+
+
 async def _node(args: argparse.Namespace) -> int:
     """The user's node and its local API, until SIGINT/SIGTERM."""
     from .api.server import ApiServer
@@ -445,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     net(p)
     untraceable(p)
     p.add_argument("--json", action="store_true", help="print exactly one JSON document")
+    p = sub.add_parser("crowd", help="how many people share your slot, and the slot width advised for a crowd")
+    net(p)
+    p.add_argument("--target", type=int, default=1000, metavar="N", help="the crowd you want to hide in (1000)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON document")
     from . import cli_posts  # post, feed, friend, profile (issue 10)
 
     cli_posts.add_parsers(sub, net)
@@ -485,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "contact": cmd_contact,
         "send": cmd_send,
         "inbox": cmd_inbox,
+        "crowd": cmd_crowd,
         "node": lambda a: asyncio.run(_node(a)),
         "relay": cmd_relay,
     }

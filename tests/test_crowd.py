@@ -47,3 +47,33 @@ def test_crowd_report_on_a_real_network(tmp_path: Path) -> None:
             await shutdown([node, *relays], (me,))
 
     asyncio.run(scenario())
+
+
+def test_komrade_crowd_prints_the_estimate_and_the_advice(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 12, NodeConfig(pow=CHEAP_POW))  # the CLI's id puzzle
+        env = dict(__import__("os").environ, KOMRADE_PASSPHRASE="correct horse battery staple glue")
+        home = tmp_path / "me"
+        run = lambda *a: subprocess.run(  # noqa: E731
+            [sys.executable, "-m", "komrade_dht", "--data-dir", str(home), *a],
+            capture_output=True, text=True, timeout=60, env=env)
+        try:
+            assert run("init", "--name", "Me", "--width", "1").returncode == 0
+            peer = "%s:%d" % relays[0].address
+            done = await asyncio.to_thread(run, "crowd", "--bootstrap", peer, "--target", "2", "--json")
+            assert done.returncode == 0, done.stderr
+            report = json.loads(done.stdout)
+            assert report["width"] == 1 and report["target"] == 2 and report["network_size"] >= 4
+            assert report["advised_width"] >= 1
+            human = await asyncio.to_thread(run, "crowd", "--bootstrap", peer)
+            assert "share your slot" in human.stdout and human.returncode == 0
+            bad = await asyncio.to_thread(run, "crowd", "--bootstrap", peer, "--target", "0")
+            assert bad.returncode == 1 and bad.stderr.startswith("komrade: error:")
+        finally:
+            await shutdown(relays)
+
+    asyncio.run(scenario())
