@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -184,12 +185,22 @@ async def _vote(args: argparse.Namespace) -> int:
     account = _open(args)
     try:
         voting.find_post(account, args.post_id)  # before joining: a post never read is refused at once
+        _registration_notice(account)
         async with client_node(args) as node:
             cast = await voting.vote_on_post(account, node, args.post_id, args.choice, reg_params=_reg_params())
     finally:
         account.close()
     print(f"voted {cast.choice} on {cast.scope} (anonymous among {cast.ring_size} eligible identities)")
     return 0
+
+
+def _registration_notice(account: Account) -> None:
+    from . import votes
+
+    period = votes.period_of(time.time(), _reg_params())
+    if account.data.get("vote_registration", period.to_bytes(8, "big")) is None:
+        print("komrade: registering this identity for world votes: a one-time proof of work (about half a minute)",
+              file=sys.stderr, flush=True)
 
 
 async def feed_votes(account: Account, node: Any, post_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -293,6 +304,12 @@ async def _event(args: argparse.Namespace) -> int:
                     found = events.hosted(account) + events.invitations(account)
                 else:  # show
                     ev = await events.refresh_event(account, node, args.event_id)
+                    image_path = image_error = None
+                    if ev.image is not None:
+                        try:
+                            image_path = await events.fetch_image(account, node, args.event_id)
+                        except KomradeError as exc:
+                            image_error = str(exc)
                     answers = counts = None
                     if ev.hosting and ev.anonymous_answers:
                         counts = await events.answer_counts(account, node, args.event_id)
@@ -311,6 +328,7 @@ async def _event(args: argparse.Namespace) -> int:
         account.close()
     if args.json:
         doc = _event_dict(ev)
+        doc["image"] = image_path
         if answers is not None:
             doc["answers"] = [a.__dict__ for a in answers]
         if counts is not None:
@@ -318,6 +336,10 @@ async def _event(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
         return 0
     _print_event(ev)
+    if image_path:
+        print(f"    image: {printable(image_path)}")
+    elif image_error:
+        print(f"    image unavailable: {printable(image_error)}")
     if counts is not None:
         print("    anonymous answers: " + ", ".join(f"{n} {a}" for a, n in counts.items()))
     if answers is not None:
@@ -365,6 +387,7 @@ async def _pin(args: argparse.Namespace) -> int:
                       f"{time.strftime('%H:%M UTC', time.gmtime(d.expires_at))}")
                 return 0
             if cmd in ("confirm", "dismiss"):
+                _registration_notice(account)
                 cast = await pins.vote_on_pin(account, node, args.pin_id, cmd == "confirm", reg_params=_reg_params())
                 print(f"{cmd}ed {cast.scope} (anonymous among {cast.ring_size} eligible identities)")
                 return 0

@@ -4,11 +4,14 @@ cancellation; a named host; a non-invitee who learns nothing; every byte checked
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import time
 from pathlib import Path
 from typing import Any, Awaitable
 
 import pytest
+from PIL import Image
 
 from komrade_dht import codec, ring
 from komrade_dht import envelope as env
@@ -161,7 +164,10 @@ def test_named_host_is_shown_and_sees_who_answered(tmp_path: Path) -> None:
         nodes = [await client(relays[1].address, CONFIG), await client(relays[3].address, CONFIG)]
         try:
             now = int(time.time())
-            ev = await events.create_event(host, nodes[0], "Reading group", now + 60, now + 3600)
+            photo = io.BytesIO()
+            Image.frombytes("RGB", (64, 48), os.urandom(64 * 48 * 3)).save(photo, format="JPEG")
+            ev = await events.create_event(host, nodes[0], "Reading group", now + 60, now + 3600,
+                                           image=photo.getvalue())
             await events.invite(host, nodes[0], ev.id, [ann.address.text])
 
             async def invited() -> Any:
@@ -170,6 +176,8 @@ def test_named_host_is_shown_and_sees_who_answered(tmp_path: Path) -> None:
 
             [got] = await wait_for(invited, 20)
             assert (got.anonymous_host, got.host_name, got.host_fingerprint) == (False, "Hal", host.fingerprint)
+            path = await events.fetch_image(ann, nodes[1], ev.id)
+            assert path is not None and Image.open(path).size == (64, 48)
             await events.answer_event(ann, nodes[1], ev.id, "going")
 
             async def answered() -> Any:

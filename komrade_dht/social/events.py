@@ -502,6 +502,22 @@ def _list(account: Account, kind: str, hosting: bool, now: float | None) -> list
     return sorted(out, key=lambda e: (e.starts_at, e.id))
 
 
+async def fetch_image(account: Account, node: KomradeNode, event_id: str) -> str | None:
+    """Fetch and decrypt the event's picture into the data directory; its path, or None if the event has none.
+    ChunksUnavailable / ContentError (never a partial picture) if it cannot be fetched whole."""
+    from .posts import fetch_content
+
+    ev = show(account, event_id)
+    if ev.image is None:
+        return None
+    picture = await fetch_content(node, ev.image[0], ev.image[1])
+    directory = account.data_dir / "images"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / f"event-{ev.id}.jpg"
+    path.write_bytes(picture)
+    return str(path)
+
+
 def show(account: Account, event_id: str) -> Event:
     """An event known here (hosted or invited), without reading the network."""
     key = _event_key(event_id)
