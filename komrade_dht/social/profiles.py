@@ -96,6 +96,10 @@ async def set_profile(
                                                    "area": None, "seq": 0}
     vis = visibility or saved["vis"]
     _check(name, bio, vis)
+    if at is not None:
+        at = geo.check_position(*at)
+    if radius_km is not None:
+        radius_km = geo.check_radius(radius_km)
     area = saved.get("area")
     if vis == "local":
         if at is not None or radius_km is not None:
