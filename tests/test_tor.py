@@ -1,11 +1,12 @@
 """Untraceable mode for real: a private Tor network on loopback (tests/tor_network.py) carries a DM from a client
-that runs no DHT node to a recipient on the DHT, and the reply back.
+that runs no DHT node to a recipient on the DHT, and the reply back: first to the relay's TCP port through an exit,
+then to the same service through its onion service.
 
 Alice runs `komrade send/inbox --tor ... --relay-tcp ...` as subprocesses with an audit hook (sys.addaudithook)
 that records every socket the process creates, binds, connects or sends from, and every name it resolves: the test
 asserts that she opened no UDP socket, resolved nothing and connected to Tor's SOCKS port only. From the relay's
-side, every accepted TCP connection was opened by an exit of the private Tor network, never by Alice's process nor
-by the Tor client: at each accept the relay asks the kernel which process owns the peer's end of the socket (on
+side, every accepted TCP connection was opened by an exit of the private Tor network (or, for the onion path, by
+the onion service's tor), never by Alice's process nor by the Tor client: at each accept the relay asks the kernel which process owns the peer's end of the socket (on
 loopback every exit's stream arrives from 127.0.0.1, the address of Alice and of everyone else here: tor never
 binds the source of a connection to a loopback destination, so the address alone cannot tell them apart).
 
@@ -35,6 +36,7 @@ from .tor_network import TorNetwork, TorNetworkError, free_port, socket_owner
 pytestmark = pytest.mark.tor
 
 CONFIG = NodeConfig(pow=CHEAP_POW, id_bits=8)
+ONION_PORT = 9476
 
 #: Runs the komrade CLI with an audit hook that writes one JSON line per socket event to argv[1].
 AUDITED_CLI = r"""
@@ -86,6 +88,19 @@ class OwnerLoggingService(TcpService):
         await super()._accept(reader, writer)
 
 
+async def until_it_answers(probe: TorClient, seconds: float, net: TorNetwork) -> None:
+    """Say hello through Tor until a relay answers (a fresh circuit each try), or fail the test with the logs."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            await probe.start()
+            return
+        except Exception as exc:  # noqa: BLE001 (any failure is retried until the deadline)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no answer through Tor within {seconds} s: {exc}\n{net.logs()}") from None
+            await asyncio.sleep(1)
+
+
 def audit_events(audit: Path) -> list[dict]:
     return [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
 
@@ -109,7 +124,7 @@ def tor_pids_alive(root: Path) -> list[int]:
 def test_dm_through_a_private_tor_network_never_shows_the_client(tmp_path: Path) -> None:
     root = tmp_path / "tor"
     tcp_port = free_port("127.0.0.1")  # the relay's TCP service: the one port the exits open beyond loopback
-    net = TorNetwork(root, exit_ports=(tcp_port,))
+    net = TorNetwork(root, exit_ports=(tcp_port,), onion=(ONION_PORT, f"127.0.0.1:{tcp_port}"))
     figures: dict[str, float] = {}
     try:
         try:
@@ -141,15 +156,7 @@ async def _scenario(net: TorNetwork, tmp_path: Path, tcp_port: int, figures: dic
         # Tor reports 100% before every relay is usable for exits: the first hello may take a few circuits.
         t0 = time.monotonic()
         probe = TorClient([tcp], socks, attempts=1, timeout=30)
-        deadline = t0 + 60
-        while True:
-            try:
-                await probe.start()
-                break
-            except Exception as exc:  # noqa: BLE001
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"no stream through the Tor network within 60 s: {exc}\n{net.logs()}")
-                await asyncio.sleep(1)
+        await until_it_answers(probe, 60, net)
         figures["first_stream_s"] = time.monotonic() - t0
 
         env = {**os.environ, "KOMRADE_PASSPHRASE": "Alice passphrase"}
@@ -174,17 +181,36 @@ async def _scenario(net: TorNetwork, tmp_path: Path, tcp_port: int, figures: dic
         assert inbox["new"] == 1 and [m["text"] for m in inbox["messages"]] == ["loud and clear"]
         figures["dm_round_trip_s"] = figures["alice_send_s"] + figures["alice_inbox_s"]
 
-        # In-process figures: one publish and one slot read through Tor, each on its own circuit.
+        # In-process figures: one publish and one slot read through Tor, each on its own circuit (Carol to herself).
         t1 = time.monotonic()
         me = account(tmp_path, "Carol")
         try:
-            await send_dm(me, probe, bob.address.text, "timing")
+            await send_dm(me, probe, me.address.text, "timing")
             figures["publish_s"] = time.monotonic() - t1
             t2 = time.monotonic()
-            await sync_inbox(me, probe)
+            assert [m.text for m in await sync_inbox(me, probe)] == ["timing"]
             figures["sync_s"] = time.monotonic() - t2
         finally:
             me.close()
+
+        by_exit = len(service.owners)
+
+        # The same through the relay's onion service (its own tor next to it, started with the client): no exit.
+        onion = (net.onion_address, ONION_PORT)
+        t0 = time.monotonic()
+        await until_it_answers(TorClient([onion], socks, attempts=1, timeout=30), 90, net)
+        figures["onion_wait_s"] = time.monotonic() - t0
+        via_onion = ["--tor", "%s:%d" % socks, "--relay-tcp", "%s:%d" % onion]
+        _, figures["alice_send_onion_s"] = await audited_komrade(
+            audit, "--data-dir", str(alice_dir), "send", *via_onion, bob.address.text, "now by onion", env=env
+        )
+        assert [m.text for m in await sync_inbox(bob, bob_node)] == ["now by onion"]
+        await send_dm(bob, bob_node, alice_address, "onion received")
+        out, figures["alice_inbox_onion_s"] = await audited_komrade(
+            audit, "--data-dir", str(alice_dir), "inbox", *via_onion, "--json", env=env
+        )
+        assert json.loads(out)["new"] == 1 and json.loads(out)["messages"][-1]["text"] == "onion received"
+        figures["dm_round_trip_onion_s"] = figures["alice_send_onion_s"] + figures["alice_inbox_onion_s"]
 
         # What Alice's processes did with sockets: no UDP, no name resolution, TCP to Tor's SOCKS port only.
         events = audit_events(audit)
@@ -195,15 +221,18 @@ async def _scenario(net: TorNetwork, tmp_path: Path, tcp_port: int, figures: dic
         assert inet and {tuple(e["address"]) for e in inet} == {tuple(socks)}, inet
         assert not [e for e in events if e["event"] == "bind" and e["family"] != socket.AF_UNIX]
 
-        # From the relay's side: every connection it accepted was opened by an exit of the private network; none by
-        # Alice's processes, the test process or the Tor client.
-        assert len(service.owners) == len(service.accepted) >= 6, service.owners
-        exits = set(net.pids("exit"))
-        strangers = [o for o in service.owners if o[2] not in exits]
+        # From the relay's side: every connection it accepted was opened by an exit of the private network (then by
+        # the onion service's tor); none by Alice's processes, the test process or the Tor client.
+        assert len(service.owners) == len(service.accepted) >= 12, service.owners
+        exits, onion_tor = set(net.pids("exit")), set(net.pids("onion"))
+        strangers = [o for o in service.owners[:by_exit] if o[2] not in exits]
         assert not strangers, f"connections not opened by a Tor exit (exits: {sorted(exits)}): {strangers}"
+        strangers = [o for o in service.owners[by_exit:] if o[2] not in onion_tor]
+        assert not strangers, f"onion connections not opened by the onion service's tor: {strangers}"
         assert all(comm == "tor" for *_, comm in service.owners)
-        figures["connections"] = len(service.owners)
-        figures["distinct_exits_used"] = len({o[2] for o in service.owners})
+        figures["connections_by_exit"] = by_exit
+        figures["connections_by_onion"] = len(service.owners) - by_exit
+        figures["distinct_exits_used"] = len({o[2] for o in service.owners[:by_exit]})
     finally:
         await service.close()
         await shutdown([*relays, *([bob_node] if bob_node else [])], (bob,))

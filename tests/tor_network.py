@@ -1,7 +1,7 @@
 """A private Tor network on loopback, started by a test and torn down by it (every tor process, even on failure).
 
-Three directory authorities (non-exit relays), ``exits`` exit relays and one client, each a ``tor`` process with
-its own 127.0.0.x address, using Tor's testing-network options (read from chutney's ``torrc_templates``, not
+Three directory authorities (non-exit relays), ``exits`` exit relays, one client and, if asked, one onion service
+(its own tor, in front of a TCP server on loopback), each a ``tor`` process with its own 127.0.0.x address, using Tor's testing-network options (read from chutney's ``torrc_templates``, not
 vendored): ``TestingTorNetwork 1`` (private addresses allowed, distinct-subnet rules off, fast descriptor
 downloads), short voting intervals, ``AssumeReachable 1`` (every relay publishes its descriptor at once instead
 of after a reachability self-test, so the exits are in the second consensus, not the fourth), and the test-only vote overrides
@@ -11,6 +11,10 @@ names (a client picks exits by the port summary of their microdescriptors, which
 whole address space: a loopback-only policy reads as "reject 1-65535" there, so the server's port must be open; the
 only address any stream asks for is on loopback). Exits resolve nothing (``ServerDNSResolvConfFile /dev/null``),
 and no default authority or fallback directory is known.
+
+Onion services work here with ``VanguardsLiteEnabled 0`` on the client and the service: vanguards-lite (on by
+default since 0.4.7) wants more relays for its layer-2 set than 6 ("Could not find a node that matches the
+configured _HSLayer2Nodes set", the failure ../shared/TOR.md recorded). On the real network leave it on.
 
 Each tor listens on its own 127.0.0.x, but a stream leaving an exit for a server on loopback comes from 127.0.0.1
 whatever the exit's address: tor never binds an outbound socket whose destination is a loopback address
@@ -97,6 +101,14 @@ ExitPolicy accept 127.0.0.0/8:*
 
 CLIENT = """\
 SocksPort {ip}:{socksport}
+VanguardsLiteEnabled 0
+"""
+
+ONION = """\
+SocksPort 0
+VanguardsLiteEnabled 0
+HiddenServiceDir {dir}/hs
+HiddenServicePort {onion_port} {onion_target}
 """
 
 
@@ -173,11 +185,14 @@ class TorNetwork:
     exits: int = 3
     exit_ports: tuple[int, ...] = ()
     """Ports the exits accept for every address (see the module docstring); 127.0.0.0/8 is accepted on all."""
+    onion: tuple[int, str] | None = None
+    """(virtual port, "127.0.0.1:PORT"): also run an onion service on its own tor (127.0.0.21) for that target."""
     tor: str = "tor"
     gencert: str = "tor-gencert"
     nodes: list[TorNode] = field(default_factory=list)
     bootstrap_seconds: float = 0.0
     consensus_seconds: float = 0.0
+    _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def client(self) -> TorNode:
@@ -188,9 +203,15 @@ class TorNetwork:
         return self.client.ip, self.client.socksport
 
     @property
+    def onion_address(self) -> str:
+        """The onion service's name (once its tor has written it)."""
+        node = next(n for n in self.nodes if n.role == "onion")
+        return (node.dir / "hs" / "hostname").read_text().strip()
+
+    @property
     def relay_ips(self) -> set[str]:
-        """Every address a Tor relay of this network binds and connects from."""
-        return {n.ip for n in self.nodes if n.role != "client"}
+        """Every address a Tor relay of this network listens on."""
+        return {n.ip for n in self.nodes if n.role in ("authority", "exit")}
 
     @property
     def exit_ips(self) -> set[str]:
@@ -206,6 +227,8 @@ class TorNetwork:
         roles = [("authority", f"auth{i}", f"127.0.0.{2 + i}") for i in range(3)]
         roles += [("exit", f"exit{i}", f"127.0.0.{5 + i}") for i in range(self.exits)]
         roles += [("client", "client", "127.0.0.20")]
+        if self.onion is not None:
+            roles += [("onion", "onion", "127.0.0.21")]
         for role, nick, ip in roles:
             d = self.root / nick
             (d / "keys").mkdir(parents=True, exist_ok=True)
@@ -213,6 +236,8 @@ class TorNetwork:
             node = TorNode(nick, ip, d, role)
             if role == "client":
                 node.socksport = free_port(ip)
+            elif role == "onion":
+                pass
             else:
                 node.orport = free_port(ip)
             if role == "authority":
@@ -231,7 +256,7 @@ class TorNetwork:
                 )
                 cert = (keys / "authority_certificate").read_text()
                 node.v3ident = re.search(r"^fingerprint ([0-9A-F]{40})$", cert, re.M).group(1)  # type: ignore[union-attr]
-            if node.role != "client":
+            if node.role in ("authority", "exit"):
                 subprocess.run(
                     [self.tor, "--ignore-missing-torrc", "-f", str(node.dir / "none"), "--defaults-torrc", os.devnull,
                      "--DataDirectory", str(node.dir), "--Nickname", node.nick, "--ORPort", "1",
@@ -252,6 +277,9 @@ class TorNetwork:
                       accept_ports="".join(f"ExitPolicy accept *:{p}\n" for p in self.exit_ports))
         if node.role == "client":
             return text + CLIENT.format(**values)
+        if node.role == "onion":
+            assert self.onion is not None
+            return text + ONION.format(dir=node.dir, onion_port=self.onion[0], onion_target=self.onion[1])
         text += RELAY.format(**values)
         if node.role == "authority":
             return text + AUTHORITY.format(**values)
@@ -275,11 +303,14 @@ class TorNetwork:
             # The client starts once the authorities publish a consensus with every relay and the exits' policies:
             # a client whose first consensus lacks the exits can sit on it, unable to build a circuit, for minutes.
             for node in self.nodes:
-                if node.role != "client":
+                if node.role in ("authority", "exit"):
                     self._launch(node)
             self._wait_consensus(t0 + timeout)
             self.consensus_seconds = time.monotonic() - t0
             self._launch(self.client)
+            for node in self.nodes:
+                if node.role == "onion":
+                    self._launch(node)
             self._wait_bootstrapped(t0 + timeout)
         except BaseException:
             self.stop()
@@ -287,10 +318,12 @@ class TorNetwork:
         self.bootstrap_seconds = time.monotonic() - t0
 
     def _launch(self, node: TorNode) -> None:
+        assert node.process is None, f"tor {node.nick} started twice"
         node.process = subprocess.Popen(
             [self.tor, "-f", str(node.dir / "torrc"), "--defaults-torrc", os.devnull],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        self._processes.append(node.process)
 
     def _check_alive(self) -> None:
         for node in self.nodes:
@@ -308,7 +341,7 @@ class TorNetwork:
             return ""
 
     def _wait_consensus(self, deadline: float) -> None:
-        relays = sum(1 for n in self.nodes if n.role != "client")
+        relays = sum(1 for n in self.nodes if n.role in ("authority", "exit"))
         while True:
             self._check_alive()
             text = self.consensus()
@@ -324,14 +357,17 @@ class TorNetwork:
             time.sleep(0.5)
 
     def _wait_bootstrapped(self, deadline: float) -> None:
-        log = self.client.dir / "notice.log"
+        logs = [n.dir / "notice.log" for n in self.nodes if n.role in ("client", "onion")]
         while True:
             self._check_alive()
-            try:
-                if "Bootstrapped 100%" in log.read_text(errors="replace"):
-                    return
-            except OSError:
-                pass
+            done = 0
+            for log in logs:
+                try:
+                    done += "Bootstrapped 100%" in log.read_text(errors="replace")
+                except OSError:
+                    pass
+            if done == len(logs):
+                return
             if time.monotonic() > deadline:
                 raise TorNetworkError("the private Tor network did not bootstrap in time\n" + self.logs())
             time.sleep(0.5)
@@ -341,7 +377,7 @@ class TorNetwork:
 
     def stop(self) -> None:
         """SIGTERM every tor, SIGKILL what is left after 5 s, and reap them all."""
-        live = [n.process for n in self.nodes if n.process is not None and n.process.poll() is None]
+        live = [p for p in self._processes if p.poll() is None]
         for p in live:
             try:
                 p.send_signal(signal.SIGTERM)
