@@ -533,6 +533,13 @@ class UserService:
             log.warning("inbox sync failed: %s", exc)
             await self._check_status()
 
+    async def crowd(self, target: int = 1000) -> dict[str, Any]:
+        """How many people share this identity's slot, the width advised for ``target``, and what the crowd costs
+        (:mod:`komrade_dht.social.crowd`)."""
+        from .social.crowd import crowd_report
+
+        return asdict(await crowd_report(self.account, self._node(), target))
+
     # -- settings -------------------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         """What the settings screen shows: the data directory and slot width (fixed for this identity: the address

@@ -133,7 +133,7 @@ def test_every_route_but_health_needs_the_token(net: Net) -> None:
         status, body, _ = await request("GET", api.url + "/v1/health")
         assert status == 200 and body == {"ok": True}
         routes = {(r.method, r.resource.canonical) for r in api.app.router.routes() if r.resource is not None}
-        assert len(routes) == 19
+        assert len(routes) == 20
         for method, path in sorted(routes):
             if path == "/v1/health":
                 continue
@@ -147,6 +147,11 @@ def test_every_route_but_health_needs_the_token(net: Net) -> None:
         status, body, _ = await request("GET", api.url + "/v1/identity", headers=net.headers("alice"))
         assert status == 200 and body["address"] == net.alice.address.text
         assert body["fingerprint"] == net.alice.fingerprint and body["name"] == "Alice"
+        status, body, _ = await request("GET", api.url + "/v1/crowd?target=2", headers=net.headers("alice"))
+        assert status == 200 and body["target"] == 2 and body["network_size"] >= 2, body
+        assert body["crowd"] == round(body["network_size"] / 2 ** body["width"], 2)
+        status, body, _ = await request("GET", api.url + "/v1/crowd?target=0", headers=net.headers("alice"))
+        assert status == 400 and body["error"] == "bad_request", body
 
     net.bg.run(check())
 

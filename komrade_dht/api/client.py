@@ -113,6 +113,19 @@ class Burned:
 
 
 @dataclass(frozen=True)
+class Crowd:
+    """How many people share your slot (see the Crowd schema in openapi.json)."""
+
+    network_size: int
+    width: int
+    crowd: float
+    target: int
+    advised_width: int
+    envelopes_per_day: float
+    download_bytes_per_day: float
+
+
+@dataclass(frozen=True)
 class Status:
     """The node's status (see the Status schema in openapi.json)."""
 
@@ -321,6 +334,10 @@ class ApiClient:
     async def status(self) -> Status:
         return _build(Status, await self._request("GET", "/v1/status"))
 
+    async def crowd(self, target: int = 1000) -> Crowd:
+        """The crowd you hide in and the slot width advised for ``target`` people (a few lookups: ~1 s)."""
+        return _build(Crowd, await self._request("GET", f"/v1/crowd?target={int(target)}"))
+
     async def openapi(self) -> dict[str, Any]:
         body = await self._request("GET", "/v1/openapi.json")
         assert isinstance(body, dict)
@@ -441,6 +458,9 @@ class SyncApiClient:
 
     def status(self) -> Status:
         return self._run(self._api.status())
+
+    def crowd(self, target: int = 1000) -> Crowd:
+        return self._run(self._api.crowd(target))
 
 
 def node_running(data_dir: Path | str, timeout: float = 2.0) -> bool:

@@ -45,6 +45,7 @@ QUERY_PARAMS: dict[str, frozenset[str]] = {
     "/v1/identity/qr.png": frozenset({"scale"}),
     "/v1/messages": frozenset({"offset", "limit"}),
     "/v1/sent": frozenset({"offset", "limit"}),
+    "/v1/crowd": frozenset({"target"}),
 }
 
 
@@ -187,6 +188,7 @@ class ApiServer:
         r.add_get("/v1/settings", self.get_settings, allow_head=False)
         r.add_put("/v1/settings", self.put_settings)
         r.add_get("/v1/status", self.status, allow_head=False)
+        r.add_get("/v1/crowd", self.crowd, allow_head=False)
         r.add_get("/v1/events", self.events, allow_head=False)
         return app
 
@@ -386,6 +388,10 @@ class ApiServer:
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self.service.status())
+
+    async def crowd(self, request: web.Request) -> web.Response:
+        target = _int_param(request, "target", 1000, 1, 10**9)
+        return web.json_response(await self.service.crowd(target))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-Sent Events until the client leaves or the API closes (which ends every subscription)."""
