@@ -88,6 +88,45 @@ class OwnerLoggingService(TcpService):
         await super()._accept(reader, writer)
 
 
+class StreamWatch:
+    """Tor's STREAM events from the client's control port: which circuit carried each stream (to check isolation)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def start(self, control: tuple[str, int]) -> None:
+        reader, self.writer = await asyncio.open_connection(*control)
+        self.writer.write(b"AUTHENTICATE\r\nSETEVENTS STREAM\r\n")
+        await self.writer.drain()
+        for _ in range(2):
+            line = (await asyncio.wait_for(reader.readline(), 10)).decode()
+            assert line.startswith("250"), f"control port: {line!r}"
+
+        async def read() -> None:
+            while line := await reader.readline():
+                self.lines.append(line.decode(errors="replace").strip())
+
+        self.task = asyncio.ensure_future(read())
+
+    def circuits(self) -> dict[str, str]:
+        """Stream id -> circuit id, for every stream that succeeded."""
+        out = {}
+        for line in self.lines:
+            parts = line.split()
+            if len(parts) >= 5 and parts[:2] == ["650", "STREAM"] and parts[3] == "SUCCEEDED":
+                out[parts[2]] = parts[4]
+        return out
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
 async def until_it_answers(probe: TorClient, seconds: float, net: TorNetwork) -> None:
     """Say hello through Tor until a relay answers (a fresh circuit each try), or fail the test with the logs."""
     deadline = time.monotonic() + seconds
@@ -149,9 +188,11 @@ async def _scenario(net: TorNetwork, tmp_path: Path, tcp_port: int, figures: dic
     alice_dir, alice_address = tmp_path / "alice", alice.address.text
     alice.close()  # Alice runs as the CLI below, in her own processes
     bob_node = None
+    watch = StreamWatch()
     try:
         tcp = await service.start("127.0.0.1", tcp_port)
         socks = net.socks
+        await watch.start(net.control)
 
         # Tor reports 100% before every relay is usable for exits: the first hello may take a few circuits.
         t0 = time.monotonic()
@@ -233,7 +274,16 @@ async def _scenario(net: TorNetwork, tmp_path: Path, tcp_port: int, figures: dic
         figures["connections_by_exit"] = by_exit
         figures["connections_by_onion"] = len(service.owners) - by_exit
         figures["distinct_exits_used"] = len({o[2] for o in service.owners[:by_exit]})
+
+        # Stream isolation per action: every stream that reached the relay (one per action: fresh SOCKS credentials
+        # each time) rode a circuit of its own, as the client's tor reports on its control port.
+        await asyncio.sleep(0.5)
+        circuits = watch.circuits()
+        assert len(circuits) >= len(service.owners), (len(circuits), len(service.owners), watch.lines[-20:])
+        assert len(set(circuits.values())) == len(circuits), f"streams shared circuits: {circuits}"
+        figures["circuits"] = len(set(circuits.values()))
     finally:
+        await watch.close()
         await service.close()
         await shutdown([*relays, *([bob_node] if bob_node else [])], (bob,))
 

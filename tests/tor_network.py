@@ -101,6 +101,7 @@ ExitPolicy accept 127.0.0.0/8:*
 
 CLIENT = """\
 SocksPort {ip}:{socksport}
+ControlPort {ip}:{controlport}
 VanguardsLiteEnabled 0
 """
 
@@ -164,6 +165,7 @@ class TorNode:
     orport: int = 0
     dirport: int = 0
     socksport: int = 0
+    controlport: int = 0
     fingerprint: str = ""
     v3ident: str = ""
     process: subprocess.Popen[bytes] | None = None
@@ -203,6 +205,11 @@ class TorNetwork:
         return self.client.ip, self.client.socksport
 
     @property
+    def control(self) -> tuple[str, int]:
+        """The client's control port (no authentication: a test network on loopback)."""
+        return self.client.ip, self.client.controlport
+
+    @property
     def onion_address(self) -> str:
         """The onion service's name (once its tor has written it)."""
         node = next(n for n in self.nodes if n.role == "onion")
@@ -236,6 +243,7 @@ class TorNetwork:
             node = TorNode(nick, ip, d, role)
             if role == "client":
                 node.socksport = free_port(ip)
+                node.controlport = free_port(ip)
             elif role == "onion":
                 pass
             else:
@@ -272,7 +280,7 @@ class TorNetwork:
             if a.role == "authority"
         )
         text = COMMON.format(dir=node.dir, nick=node.nick, owner=os.getpid(), authorities=authorities)
-        values = dict(ip=node.ip, nick=node.nick, orport=node.orport, dirport=node.dirport, socksport=node.socksport,
+        values = dict(ip=node.ip, nick=node.nick, orport=node.orport, dirport=node.dirport, socksport=node.socksport, controlport=node.controlport,
                       vi=VOTING_INTERVAL, vd=VOTE_DELAY, dd=DIST_DELAY,
                       accept_ports="".join(f"ExitPolicy accept *:{p}\n" for p in self.exit_ports))
         if node.role == "client":
