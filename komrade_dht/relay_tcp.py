@@ -18,7 +18,8 @@ op         request fields                              reply fields
 hello      (none)                                      ``v``, ``pow`` (the network's proof-of-work parameters), limits
 publish    ``slot`` (20 bytes), ``envelope``           ``acks``: holders that committed it (after this relay checked
                                                        format, size and proof of work bound to the slot)
-read       ``slot``, ``known`` (ids, concatenated)     ``count``: ids of the slot not in ``known`` whose heads it has
+read       ``slot``, ``known`` (ids, concatenated)     ``count``: ids of the slot not in ``known`` whose heads it
+                                                       keeps (``truncated`` if it found more than it may hold)
 heads      ``offset``                                  ``heads`` ([[id, head], ...], <= 256 KiB), ``next`` (or nil)
 fetch      ``ids`` (<= 32, from the last read)         ``envelopes``: those envelopes whole, checked by the relay
 burn       ``key``, ``secret``, ``slots`` (<= 8)       ``deleted``: holders that deleted their copy
@@ -94,6 +95,11 @@ class TcpLimits:
     concurrent_ops: int = 16
     """DHT operations in flight at once, all connections together; others wait (within ``op_timeout``)."""
     accept_log: int = 10_000
+    heads_per_connection: int = 2 * 2**20
+    """Bytes of heads one connection's last read may hold for its pages and fetches; a read that finds more keeps
+    this much and says ``truncated`` (the client's next sync, which knows more ids, gets the rest)."""
+    heads_in_all: int = 64 * 2**20
+    """Bytes of heads all connections together may hold; a read past it is told ``busy``."""
     """Accepted peer addresses kept in memory (:attr:`TcpService.accepted`)."""
 
 
@@ -111,6 +117,7 @@ class _ReadState:
     slot: bytes
     known: set[bytes]
     heads: list[tuple[bytes, bytes]]
+    size: int = 0
 
 
 def _bytes(req: dict[str, Any], key: str, length: int | None = None, max_len: int = MAX_REQUEST) -> bytes:
@@ -134,6 +141,7 @@ class TcpService:
         self._open = 0
         self._ops = asyncio.Semaphore(limits.concurrent_ops)
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._heads_bytes = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -158,7 +166,7 @@ class TcpService:
                 await asyncio.wait_for(server.wait_closed(), 5)
 
     def status(self) -> dict[str, Any]:
-        return {"open": self._open, "counters": dict(self.counters)}
+        return {"open": self._open, "heads_bytes": self._heads_bytes, "counters": dict(self.counters)}
 
     # -- connections ---------------------------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -195,6 +203,22 @@ class TcpService:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         deadline = time.monotonic() + self.limits.lifetime
         state: dict[str, _ReadState] = {}
+        try:
+            await self._requests(reader, writer, deadline, state)
+        finally:
+            self._hold(state, None)
+
+    def _hold(self, state: dict[str, _ReadState], read: _ReadState | None) -> None:
+        """Make ``read`` the connection's read (None: drop it), keeping the global count of heads bytes held."""
+        old = state.pop("read", None)
+        if old is not None:
+            self._heads_bytes -= old.size
+        if read is not None:
+            state["read"] = read
+            self._heads_bytes += read.size
+
+    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deadline: float,
+                        state: dict[str, _ReadState]) -> None:
         requests = 0
         while True:
             left = deadline - time.monotonic()
@@ -312,6 +336,9 @@ class TcpService:
         if len(packed) % ID_LEN:
             raise _Refusal("bad_request", "'known' must be whole 20-byte ids")
         known = {packed[i : i + ID_LEN] for i in range(0, len(packed), ID_LEN)}
+        self._hold(state, None)
+        if self._heads_bytes >= self.limits.heads_in_all:
+            raise _Refusal("busy", "this relay holds too many reads' heads right now; try again later")
         heads: list[bytes] = []
 
         def collect(head: bytes) -> bool:
@@ -326,8 +353,15 @@ class TcpService:
             result.skipped[i] != int.from_bytes(h[2:6], "big") for i, h in zip(ids, heads)
         ):
             raise RuntimeError("read_slot no longer reports skipped ids in the order it asks about heads")
-        state["read"] = _ReadState(slot, known, list(zip(ids, heads)))
-        return {"count": len(ids)}
+        kept: list[tuple[bytes, bytes]] = []
+        size = 0
+        for key, head in zip(ids, heads):
+            if size + ID_LEN + len(head) > self.limits.heads_per_connection:
+                break
+            kept.append((key, head))
+            size += ID_LEN + len(head)
+        self._hold(state, _ReadState(slot, known, kept, size))
+        return {"count": len(kept), "truncated": len(kept) < len(ids)}
 
     async def _heads(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
         read = state.get("read")

@@ -213,3 +213,34 @@ def test_relay_offers_the_tcp_service_when_configured(tmp_path: Path, capsys: py
         capsys.readouterr()
         assert main(["--data-dir", str(tmp_path / "nobody"), *argv]) == 1
         assert "--tor" in capsys.readouterr().err
+
+
+def test_heads_come_in_pages_and_a_large_read_is_truncated_not_lost(tmp_path: Path, monkeypatch) -> None:
+    from komrade_dht import relay_tcp
+
+    monkeypatch.setattr(relay_tcp, "HEADS_PAGE_BYTES", 300)  # two heads a page
+
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 4, CONFIG)
+        # room for three heads per read: five messages need two syncs
+        service = TcpService(relays[0], TcpLimits(heads_per_connection=3 * 150))
+        alice = account(tmp_path, "Alice")
+        bob = account(tmp_path, "Bob")
+        bob_node = None
+        try:
+            tcp = await service.start("127.0.0.1", 0)
+            untraceable = TorClient([tcp], None, pow=CHEAP_POW)
+            bob_node = await client(relays[2].address, CONFIG)
+            for i in range(5):
+                await send_dm(bob, bob_node, alice.address.text, f"message {i}")
+            first = await sync_inbox(alice, untraceable)
+            assert 1 <= len(first) <= 3
+            assert service.counters["op_heads"] >= 2  # paged
+            second = await sync_inbox(alice, untraceable)
+            assert sorted(m.text for m in first + second) == [f"message {i}" for i in range(5)]
+            await wait_for(lambda: service.status()["heads_bytes"] == 0, 5)  # released with the connections
+        finally:
+            await service.close()
+            await shutdown([*relays, *([bob_node] if bob_node else [])], (alice, bob))
+
+    asyncio.run(scenario())
