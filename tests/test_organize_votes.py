@@ -264,3 +264,52 @@ def test_pin_seen_within_its_radius_confirmed_and_gone_after_its_lifetime(tmp_pa
 async def _registry_of(person: Any, node: KomradeNode, n: int) -> Any:
     e = await voting.world_electorate(person, node, reg_params=REG)
     return e if len(e.keys) >= n else None
+
+
+JUNK = 10_000
+
+
+def test_tally_stays_exact_under_junk_in_the_vote_slot(tmp_path: Path) -> None:
+    """10,000 anonymous 'vote' envelopes with real (cheap) work for the slot, accepted by the slot's closest relay
+    (from 4 sockets), beside 3 real roster votes: a reader's tally is exact, the junk refused by its cheap checks
+    (never a ring verification), in bounded time and datagrams: the read looks at what its bounds let through."""
+    from . import adversary as adv
+
+    async def scenario() -> None:
+        relays = await adv.start_network(tmp_path / "net", 10, CONFIG)
+        people = [account(tmp_path, f"M{i}") for i in range(3)]
+        nodes: list[Any] = []
+        try:
+            roster = votes.Electorate.roster([p.identity.verify_key for p in people])
+            scope = os.urandom(20)
+            slot = votes.slot_key(scope)
+            c = await client(relays[1].address, CONFIG)
+            nodes.append(c)
+            for p, choice in zip(people, ("up", "up", "down")):
+                await voting.vote_on_scope(p, c, scope, choice, roster, expires_at=int(time.time()) + 3600)
+
+            def junk() -> list[bytes]:
+                return [env.make_public(None, os.urandom(40), content_type="vote", pow=CHEAP_POW, slot=slot,
+                                        ttl=3600) for _ in range(JUNK)]
+
+            senders = await adv.raw_senders(4)
+            nodes.extend(senders)
+            flood = await adv.flood_appends(senders, adv.closest(relays, slot, 1), slot, await asyncio.to_thread(junk))
+            assert min(flood["accepted"]) >= JUNK * 0.9, flood
+            reader = await client(relays[-1].address, CONFIG)
+            nodes.append(reader)
+
+            async def exact() -> Any:
+                t = await voting.tally_scope(reader, scope, roster)
+                return t if (t.up, t.down, t.voters) == (2, 1, 3) else None
+
+            figures = await adv.measured(reader, wait_for(exact, 60), timeout=90)
+            t = figures.pop("result")
+            assert figures["finished"], figures
+            # junk costs cheap refusals only (what the read bound lets through), never a ring verification
+            assert t.rejected.get("malformed", 0) > 0 and set(t.rejected) == {"malformed"} and t.verified == 3, t
+            print("junk tally:", figures)
+        finally:
+            await shutdown([*nodes, *relays], tuple(people))
+
+    run(scenario())
