@@ -62,6 +62,7 @@ class Backend(EventDispatcher):
     recovery_text = StringProperty("")
     qr_png = ObjectProperty(b"")
     last_sync_result = DictProperty({})
+    crowd = ObjectProperty(None, allownone=True)
 
     def __init__(self, notify: Callable[[str], None],
                  rediscover: Callable[[], Awaitable[ApiClient | None]] | None = None, **kwargs: Any) -> None:
@@ -260,6 +261,16 @@ class Backend(EventDispatcher):
             self.settings = await self._need().update_settings(bootstrap=bootstrap, sync_interval=sync_interval)
             self.notify("Settings saved")
         return self.spawn(run(), "Saving settings")
+
+    def measure_crowd(self, target: int = 1000) -> asyncio.Task[Any]:
+        """Estimate the crowd sharing our slot and the width advised for ``target`` (a few lookups)."""
+        async def run() -> None:
+            self.busy = "Measuring your crowd..."
+            try:
+                self.crowd = await self._need().crowd(target)
+            finally:
+                self.busy = ""
+        return self.spawn(run(), "Measuring the crowd")
 
     def accept_request(self, address: str, name: str) -> asyncio.Task[Any]:
         return self.add_contact(address, name)

@@ -245,6 +245,9 @@ def test_onboarding_contacts_messages_burn_and_close(tmp_path: Path, bg: ui.Loop
             await ui.press(settings.save_button)
             await ui.until(lambda: app.backend.settings.sync_interval == 20.0, 40, "settings saved")
             assert json.loads((alice_dir / "settings.json").read_text()) == {"bootstrap": [relay], "sync_interval": 20.0}
+            await ui.press(settings.crowd_button)  # the crowd sharing our slot, measured through the node
+            await ui.until(lambda: "people share your slot" in settings.crowd_label.text, 60, "crowd measured")
+            assert "nodes in the network" in settings.crowd_label.text
             await ui.screenshot("10-settings")
             ui.mark(f"{ui.Clock.frames_displayed} frames drawn")
         finally:

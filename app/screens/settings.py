@@ -20,12 +20,14 @@ class SettingsScreen(BaseScreen):
         self.interval_field = field("Sync interval in seconds (applies now)")
         self.error = error_label()
         self.save_button = button("Save", self.save)
+        self.crowd_label = label("", role="medium")
+        self.crowd_button = button("Measure my crowd", lambda: self.app.backend.measure_crowd(1000))
         for widget in (label("Data directory", style="Title", role="small"), self.data_dir,
-                       label("Slot width", style="Title", role="small"), self.width_label,
+                       label("Slot width", style="Title", role="small"), self.width_label, self.crowd_label,
                        self.bootstrap_field, self.interval_field, self.error):
             self.body.add_widget(widget)
-        self.footer.add_widget(row(self.save_button))
-        self.app.backend.bind(settings=self.refresh)
+        self.footer.add_widget(row(self.save_button, self.crowd_button))
+        self.app.backend.bind(settings=self.refresh, crowd=self.show_crowd)
 
     def refresh(self, *_: Any) -> None:
         s = self.app.backend.settings
@@ -40,6 +42,17 @@ class SettingsScreen(BaseScreen):
             "a smaller crowd. It is part of your address, so it is fixed for this identity.")
         self.bootstrap_field.text = "\n".join(s.bootstrap)
         self.interval_field.text = f"{s.sync_interval:g}"
+
+    def show_crowd(self, *_: Any) -> None:
+        c = self.app.backend.crowd
+        if c is None:
+            return
+        advice = ("your width already hides you in at least that many" if c.advised_width == c.width
+                  else f"{c.advised_width} bits would (a new width means a new address)")
+        self.crowd_label.text = (
+            f"Measured now: about {c.network_size:,} nodes in the network, so about {c.crowd:,.0f} people share your "
+            f"slot. For a crowd of at least {c.target:,}: {advice}. Your slots brought {c.envelopes_per_day:,.0f} "
+            f"envelopes a day (~{c.download_bytes_per_day / 1024:,.0f} KiB of heads).")
 
     def save(self) -> None:
         try:

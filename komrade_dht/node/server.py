@@ -476,8 +476,16 @@ class KomradeNode(Server):
         holders: dict[bytes, Node] = {}
         for found in await asyncio.gather(self.closest(key), *(self.closest(s) for s in slots)):
             holders.update((n.id, n) for n in found)
-        results = await asyncio.gather(*(self.protocol.call_burn(n, key, secret) for n in holders.values()))
-        burned = sum(1 for ok, deleted in results if ok and deleted is True)
+        for target in (key, *slots):  # and the closest we know, even those a busy lookup did not hear from
+            holders.update((n.id, n) for n in self.protocol.router.find_neighbors(Node(target)))
+        burned = 0
+        for _attempt in range(2):  # one more try for those that did not answer
+            nodes = list(holders.values())
+            results = await asyncio.gather(*(self.protocol.call_burn(n, key, secret) for n in nodes))
+            burned += sum(1 for ok, deleted in results if ok and deleted is True)
+            holders = {n.id: n for n, (ok, value) in zip(nodes, results) if not ok and value is None}
+            if not holders:
+                break
         held = self.store.get_blob(key) if self.store is not None else None
         if held is not None and hmac.compare_digest(env.burn_hash(secret), held[6:22]):
             self.store.delete_blob(key)  # type: ignore[union-attr]
