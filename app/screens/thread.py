@@ -109,7 +109,7 @@ class ThreadScreen(BaseScreen):
         self._budget()
 
     def _bubble(self, item: Any) -> Any:
-        meta = when(item.at) + (f"  -  accepted by {item.acks} holders" if item.mine else "")
+        meta = when(item.at) + (f"  -  {taken(item.acks)}" if item.mine else "")
         text = label(item.text)
         parts = [text, label(meta, role="small")]
         content = column(*parts, spacing=2)
@@ -136,7 +136,7 @@ class ThreadScreen(BaseScreen):
 
         def done(sent: Any) -> None:
             self.compose.text = ""
-            self.app.notify(f"Sent: accepted by {sent.acks} holders (not yet read: it waits in the network)")
+            self.app.notify(f"Sent: {taken(sent.acks)} (not yet read: it waits in the network)")
 
         task = self.app.backend.send(self.context.get("peer", ""), text, done)
         task.add_done_callback(lambda *_: self._budget())
@@ -147,3 +147,8 @@ class ThreadScreen(BaseScreen):
                               "holders are shown its burn secret). Nobody can read it afterwards, you included.",
                               "Burn", lambda: self.app.backend.burn(message_id))
         return self.dialog
+
+
+def taken(acks: int) -> str:
+    """What an ack count means: nodes that took the envelope (a stem relay or holders), not delivery."""
+    return f"taken by {acks} node{'s' if acks != 1 else ''}" if acks else "not yet taken by any node"
