@@ -254,7 +254,8 @@ class TorClient:
                 last = exc
             except (NetworkError, asyncio.TimeoutError, OSError) as exc:
                 last = exc
-            await asyncio.sleep(min(2.0, 0.25 * 2**attempt))
+            if attempt + 1 < self.attempts:
+                await asyncio.sleep(min(2.0, 0.25 * 2**attempt))
         if isinstance(last, asyncio.TimeoutError):
             raise NetworkError(f"no relay answered within {self.timeout:.0f} s ({self.attempts} attempts)")
         assert last is not None
