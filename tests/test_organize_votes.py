@@ -209,7 +209,7 @@ def test_pin_seen_within_its_radius_confirmed_and_gone_after_its_lifetime(tmp_pa
             with pytest.raises(KomradeError, match="hours"):
                 await pins.drop_pin(alice, a, "police", "x", here, ttl=3 * 86400)
             assert rec.sent == []
-            lifetime = 12
+            lifetime = 20  # long enough for a loaded machine to read, vote and tally before it ends
             dropped = await pins.drop_pin(alice, a, "police", "kettle at the square", here, radius_km=3,
                                           ttl=lifetime)
             assert dropped.envelopes >= 1 and dropped.area.level_km == 1.0
