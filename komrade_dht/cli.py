@@ -338,7 +338,12 @@ async def _node(args: argparse.Namespace) -> int:
     else:
         host, port = client_interface(peers), 0
     api_host, api_port = parse_hostport(args.api)
-    config = ServiceConfig(listen_host=host, listen_port=port, bootstrap=tuple(peers), sync_interval=args.sync_interval)
+    tor = untraceable_mode(args)
+    config = ServiceConfig(
+        listen_host=host, listen_port=port, bootstrap=tuple(peers), sync_interval=args.sync_interval,
+        tor_socks=parse_hostport(args.tor) if tor else None,
+        relay_tcp=tuple(parse_hostport(r) for r in args.relay_tcp or ()) if tor else (),
+    )
     account = Account.open(args.data_dir, read_passphrase())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -353,7 +358,10 @@ async def _node(args: argparse.Namespace) -> int:
             try:
                 print(f"API on {url}", flush=True)
                 assert service.node is not None
-                print("node on %s:%d" % service.node.address, flush=True)
+                if service.untraceable:
+                    print("untraceable mode: no DHT node, no UDP socket; every action through Tor", flush=True)
+                else:
+                    print("node on %s:%d" % service.node.address, flush=True)
                 await stop.wait()
                 log.info("stopping")
             finally:
@@ -464,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api", default="127.0.0.1:0", metavar="HOST:PORT", help="loopback address of the API (default any port)")
     p.add_argument("--sync-interval", type=positive_float, default=30.0, metavar="SECONDS", help="inbox sync period (30)")
     net(p)
+    untraceable(p)
     p = sub.add_parser("send", help="send a direct message (through the running node, if there is one)")
     net(p)
     untraceable(p)

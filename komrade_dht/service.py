@@ -75,6 +75,11 @@ class ServiceConfig:
     """The DHT node's tunables."""
     limits: StoreLimits = StoreLimits()
     """Quotas of the node's store (what it holds for others)."""
+    tor_socks: tuple[str, int] | None = None
+    """Untraceable mode: Tor's SOCKS port. The service then runs no DHT node and opens no UDP socket: every action
+    goes to a relay's TCP service (``relay_tcp``) through Tor, each on its own circuit (:mod:`komrade_dht.torclient`)."""
+    relay_tcp: tuple[tuple[str, int], ...] = ()
+    """Relays' TCP services (IP, name or .onion) for untraceable mode."""
     event_queue: int = 256
     """Events buffered per subscriber; a subscriber that falls this far behind is disconnected (it can re-read
     the inbox and subscribe again) so a stuck reader never makes the node's memory grow."""
@@ -292,6 +297,9 @@ class UserService:
     async def start(self) -> None:
         """Take the data directory's lock, open the store, listen, join, and start the sync and status tasks."""
         self._take_lock()
+        if self.config.tor_socks is not None:
+            await self._start_untraceable()
+            return
         store: Store | None = None
         try:
             store = Store(self.data_dir / NODE_DB, self.config.limits)
@@ -311,6 +319,25 @@ class UserService:
         self.started_at = time.time()
         self._spawn(self._sync_loop(), "sync")
         self._spawn(self._every(self.config.status_interval, self._check_status), "status")
+
+    async def _start_untraceable(self) -> None:
+        from .torclient import TorClient
+
+        try:
+            client = TorClient(list(self.config.relay_tcp), self.config.tor_socks)
+            await client.start()
+        except BaseException:
+            self._release_lock()
+            raise
+        self.node = client  # type: ignore[assignment]  # the operations sync, send and burn need
+        log.info("untraceable mode: no DHT node, every action through Tor to %d relay(s)", len(self.config.relay_tcp))
+        self.started_at = time.time()
+        self._spawn(self._sync_loop(), "sync")
+        self._spawn(self._every(self.config.status_interval, self._check_status), "status")
+
+    @property
+    def untraceable(self) -> bool:
+        return self.config.tor_socks is not None
 
     async def close(self) -> None:
         """Cancel the tasks this service owns, end every subscription, stop the node (its store is closed),
@@ -538,6 +565,8 @@ class UserService:
         (:mod:`komrade_dht.social.crowd`)."""
         from .social.crowd import crowd_report
 
+        if self.untraceable:
+            raise KomradeError("the crowd is measured by a DHT node; in untraceable mode this device runs none")
         return asdict(await crowd_report(self.account, self._node(), target))
 
     # -- settings -------------------------------------------------------------------------------------------
@@ -587,6 +616,14 @@ class UserService:
     # -- status ---------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         node = self._node()
+        if self.untraceable:  # no node of our own: what there is to say is the Tor client's
+            return {
+                "version": __version__, "node_id": "", "address": "", "read_only": True, "peers": 0,
+                "routing_table_size": 0, "buckets": 0, "envelopes": 0, "bytes": 0, "slots": 0,
+                "uptime_s": round(time.time() - self.started_at, 1), "last_sync": self.last_sync,
+                "last_sync_error": self.last_sync_error, "subscribers": self.events.subscribers,
+                "counters": {"untraceable": 1, "tor_actions": int(getattr(node, "actions", 0))},
+            }
         raw = node.status()
         buckets = len(node.protocol.router.buckets) if node.protocol is not None else 0
         return {

@@ -1,0 +1,60 @@
+"""`komrade node --tor`: the user's node in untraceable mode runs no DHT node (no UDP socket) and does everything its
+API offers through relays' TCP services over Tor's SOCKS port (here a recording SOCKS5 proxy on loopback; the real
+Tor path is tests/test_tor.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from komrade_dht.relay_tcp import TcpService
+from komrade_dht.service import ServiceConfig, UserService
+from komrade_dht.social import send_dm, sync_inbox
+from komrade_dht.torclient import TorClient
+
+from .support import account, client, shutdown, start_relays, wait_for
+from .test_relay_tcp import CONFIG, RecordingSocks
+
+
+def test_the_user_node_in_untraceable_mode_sends_syncs_and_never_joins_the_dht(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 8, CONFIG)
+        tcp_service = TcpService(relays[1])
+        socks = RecordingSocks()
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        bob_node = None
+        service = None
+        try:
+            tcp = await tcp_service.start("127.0.0.1", 0)
+            proxy = await socks.start()
+            service = UserService(alice, ServiceConfig(tor_socks=proxy, relay_tcp=(tcp,), node=CONFIG, sync_interval=3600))
+            await service.start()
+            assert isinstance(service.node, TorClient) and service.untraceable
+            status = service.status()
+            assert status["counters"]["untraceable"] == 1 and status["peers"] == 0 and status["read_only"]
+            for relay in relays:  # nobody's routing table ever heard of this device
+                assert relay.protocol.contact_count() <= len(relays)
+
+            sent = await service.send(bob.address.text, "from nowhere")
+            bob_node = await client(relays[6].address, CONFIG)
+            got: list = []
+
+            async def bob_has_it() -> bool:
+                got.extend(await sync_inbox(bob, bob_node))
+                return bool(got)
+
+            await wait_for(bob_has_it, timeout=30, interval=0.3)
+            assert [m.text for m in got] == ["from nowhere"] and got[0].id == sent.id
+            await send_dm(bob, bob_node, alice.address.text, "back to nowhere")
+            new = await service.sync()
+            assert [m.text for m in new] == ["back to nowhere"]
+            # every action on a circuit of its own (a fresh SOCKS username), all of them to the relay's TCP service
+            assert len(socks.users) == len(set(socks.users)) >= 3 and set(socks.targets) == {tcp}
+        finally:
+            if service is not None:
+                await service.close()
+            await socks.close()
+            await tcp_service.close()
+            await shutdown([*relays, *([bob_node] if bob_node else [])], (alice, bob))
+
+    asyncio.run(scenario())
