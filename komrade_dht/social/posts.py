@@ -295,8 +295,7 @@ async def publish_post(
     ``shard`` picks the world shard (tests and benchmarks; random otherwise)."""
     draft = await asyncio.to_thread(prepare, text, to=to, anonymous=anonymous, image=image, at=at,
                                     radius_km=radius_km, precision_km=precision_km, ttl=ttl)
-    if draft.feed == "friends":
-        await friends.deliver_keys(account, node, params=params, now=now)
+    await friends.deliver_keys(account, node, params=params, now=now)  # circle keys queued by `friend add|remove`
     now = time.time() if now is None else now
     expires_at = int(now) + draft.ttl
     author = None if draft.anonymous else account.identity
@@ -468,10 +467,9 @@ async def read_feed(
             raise KomradeError("the local feed needs your position (--at LAT,LON)")
         at = geo.check_position(*at)
     now = time.time() if now is None else now
-    if feed == "friends":
-        if sync:
-            await dm.sync_inbox(account, node, params=params, now=now)
-        await friends.deliver_keys(account, node, params=params, now=now)
+    if feed == "friends" and sync:
+        await dm.sync_inbox(account, node, params=params, now=now)
+    await friends.deliver_keys(account, node, params=params, now=now)  # circle keys queued by `friend add|remove`
     state_key = feed.encode() + (geo.geohash_encode(*at, 5).encode() if at is not None else b"")
     state = account.data.get("feed_state", state_key) or {}
     current = params.epoch(now)
