@@ -5,12 +5,18 @@ rotated), and converge when members act at once."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
 from typing import Any, Awaitable
 
 import pytest
 
+from komrade_dht import codec
+from komrade_dht import envelope as env
 from komrade_dht.collective import Constitution
+from komrade_dht.identity import Identity
+from komrade_dht.slots import SlotParams, slot_id
 from komrade_dht.errors import KomradeError
 from komrade_dht.node import KomradeNode, NodeConfig
 from komrade_dht.social import collectives as coll
@@ -67,6 +73,14 @@ def test_collective_admits_at_quorum_amends_removes_and_converges(tmp_path: Path
 
             # the newcomer asks Founder1; before any vouch it holds no key
             join_id = await coll.request_join(newcomer, n_of(newcomer), cid, founders[1].address.text)
+            # Mallory knows the id and sends the newcomer a key of hers first: it must never be written under
+            fake = os.urandom(32)
+            body = codec.pack({"c": bytes.fromhex(cid), "keys": [[coll.key_id(fake), fake]], "k0": coll.key_id(fake),
+                               "w": [], "n": "Tenants union"})
+            dm_slot = slot_id(newcomer.identity.verify_key, newcomer.width, SlotParams().epoch(time.time()))
+            mallory = Identity.generate()
+            await n_of(f0).send(dm_slot, env.seal(mallory, newcomer.address.public, body, content_type=coll.KEY_TYPE,
+                                                  pow=CONFIG.pow, slot=dm_slot))
             with pytest.raises(KomradeError, match="waits for the members' vouches"):
                 await coll.sync_collective(newcomer, n_of(newcomer), cid)
             await synced(founders[1], lambda s: bytes.fromhex(join_id) in s.joins)
@@ -83,6 +97,8 @@ def test_collective_admits_at_quorum_amends_removes_and_converges(tmp_path: Path
             await sync(founders[2])
             mine = await synced(newcomer, lambda s: newcomer.identity.verify_key in s.members)
             assert len(mine.members) == 6
+            assert newcomer.data.get("collective", mine.collective_id)["k0"] == f0.data.get(
+                "collective", mine.collective_id)["k0"] != coll.key_id(fake)
             assert sorted(mine.joins[bytes.fromhex(join_id)].vouchers) == sorted(
                 f.identity.verify_key for f in founders[1:3])
 
@@ -143,6 +159,7 @@ def test_collective_admits_at_quorum_amends_removes_and_converges(tmp_path: Path
                 return states if ok else None
 
             states = await wait_for(converged, 40)
+            assert (await nodes[0].read_slot(coll.group_slot(fake))).wanted == []  # nobody wrote under Mallory's key
             assert states[0].proposals[late].up == 1 and len(states[0].members) == 5
         finally:
             await shutdown([*nodes, *relays], tuple(people))

@@ -192,7 +192,9 @@ async def _seal_keys(account: Account, node: KomradeNode, record: dict[str, Any]
 # -- receiving (sealed DMs found by dm.sync_inbox) ------------------------------------------------------------------
 def receive_keys(account: Account, opened: env.Opened, slot: bytes, now: float) -> None:
     """A ``collective-key`` DM: merge the keys and the members' addresses (the founding operation is read from the
-    first key's slot)."""
+    founding key's slot). Keys are accepted from anyone: a key is only ever written under when it is the one whose
+    slot holds the founding operation, or the one a member's ``rekey`` operation names; any other only costs reads,
+    and what its slot holds goes through the replay's checks like everything else."""
     try:
         obj = codec.unpack(opened.body, max_len=4096, max_depth=4)
         if not (isinstance(obj, dict) and isinstance(obj.get("c"), bytes) and len(obj["c"]) == 32
@@ -299,6 +301,11 @@ async def sync_collective(account: Account, node: KomradeNode, collective_id: st
             raise KomradeError("your join request waits for the members' vouches: no group key yet")
         raise KomradeError(f"you are in no collective {cid.hex()} (found one, or ask a member to join)")
     await _read_log(account, node, record, now)
+    if not any(collective.op_hash(op) == cid for op in record["ops"]):
+        _save(account, record)
+        if account.data.get("collective_join", cid) is not None:
+            raise KomradeError("your join request waits for the members' vouches: no group key yet")
+        raise KomradeError("the collective's founding operation is not readable with the keys you hold (yet)")
     state = collective.replay(record["ops"], cid)
     me = account.identity.verify_key
     if me in state.members:
@@ -339,7 +346,7 @@ async def sync_collective(account: Account, node: KomradeNode, collective_id: st
 
 
 async def _read_log(account: Account, node: KomradeNode, record: dict[str, Any], now: float) -> None:
-    async def one(key: bytes) -> list[bytes]:
+    async def one(key: bytes) -> tuple[bytes, list[bytes]]:
         slot = group_slot(key)
         seen = dm._load_seen(account, slot, now)
         got = await node.read_slot(slot, set(seen))
@@ -354,9 +361,13 @@ async def _read_log(account: Account, node: KomradeNode, record: dict[str, Any],
             if opened is not None and opened.content_type == OP_TYPE:
                 ops.append(opened.body)
         dm._save_seen(account, slot, seen, now)
-        return ops
+        return key, ops
 
-    for ops in await asyncio.gather(*(one(k) for _, k in record["keys"])):
+    for key, ops in await asyncio.gather(*(one(k) for _, k in record["keys"])):
+        if any(collective.op_hash(op) == record["id"] for op in ops):
+            # the founding key is the one whose slot holds the founding operation (whose hash is the id): a key
+            # message from someone who only knows the id cannot make this member write under a key of theirs
+            record["k0"] = key_id(key)
         _add_ops(record, ops)
 
 
