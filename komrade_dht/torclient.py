@@ -187,7 +187,6 @@ class TorClient:
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.actions = 0
-        self.credentials: list[str] = []  # the SOCKS usernames used, one per action (for tests and status)
 
     async def start(self) -> dict[str, Any]:
         """Say hello to a relay (its own circuit): checks that a relay answers through Tor and, unless ``pow`` was
@@ -223,7 +222,6 @@ class TorClient:
         self.actions += 1
         if self.socks is not None:
             user, password = secrets.token_hex(16), secrets.token_hex(16)
-            self.credentials.append(user)
             reader, writer = await asyncio.wait_for(
                 socks5_connect(self.socks, relay[0], relay[1], user, password), self.timeout
             )
