@@ -323,8 +323,15 @@ def test_profiles_cannot_be_forged_or_rolled_back(tmp_path: Path) -> None:
             with pytest.raises(KomradeError, match="bio"):
                 await profiles.set_profile(alice, a, bio="b" * 301)
 
+            # a new photo: the one it replaces is burned (its chunks leave the holders)
+            old_root = codec.unpack(records.verify_record(key, await b.get_record(key)).value)["photo"][0]
+            assert any(r.store.has_blob(old_root) for r in relays)  # type: ignore[union-attr]
+            await profiles.set_profile(alice, a, visibility="world", photo=photo_with_gps(300, 300),
+                                       now=time.time() + 8)
+            left = sum(r.store.has_blob(old_root) for r in relays)  # type: ignore[union-attr]
+            assert left <= 1, left  # a relay pushed out of the k closest by the liar is not asked
+
             # a chunk of the photo gone from every holder: retried, then reported; never half a picture
-            await profiles.set_profile(alice, a, visibility="world", now=time.time() + 8)
             record = records.verify_record(key, await b.get_record(key))
             root, photo_key = codec.unpack(record.value)["photo"]
             blobs = await b.fetch_blobs([root])

@@ -118,14 +118,33 @@ async def set_profile(
               "photo": saved.get("photo")}
     seq = max(saved["seq"] + 1, int(now))
     value = _value(account, fields, vis, area)  # checks the size before the photo is stored
+    old_photo = saved.get("photo_burn")
+    photo_burn = old_photo
     if picture is not None:
-        content, _burn = await _store_content(node, picture.data, picture.mime, expires_at, now)
+        content, burn_root = await _store_content(node, picture.data, picture.mime, expires_at, now)
         fields["photo"] = [content.manifest.root_id, content.key]
+        photo_burn = [burn_root, *content.manifest.blob_ids]
         value = _value(account, fields, vis, area)
     data = records.make_record(account.identity, SALT, seq, value, expires_at, now=now)
     acks = await node.put_record(data)
-    account.data.put("profile", _ME, {**fields, "vis": vis, "area": area, "seq": seq})
+    account.data.put("profile", _ME, {**fields, "vis": vis, "area": area, "seq": seq, "photo_burn": photo_burn})
+    if old_photo and photo_burn is not old_photo:
+        await _burn_blobs(node, old_photo)  # the replaced photo leaves the network now, not when it expires
     return acks
+
+
+async def _burn_blobs(node: KomradeNode, burn: list[bytes]) -> int:
+    from .posts import _BlobIds
+
+    burn_root, *blob_ids = burn
+    secrets = media.burn_secrets(burn_root, _BlobIds(tuple(blob_ids)))  # type: ignore[arg-type]
+    gate = asyncio.Semaphore(16)
+
+    async def one(blob_id: bytes, secret: bytes) -> int:
+        async with gate:
+            return await node.burn(blob_id, secret)
+
+    return sum(await asyncio.gather(*(one(b, s) for b, s in secrets.items())))
 
 
 def _value(account: Account, fields: dict, vis: str, area: list[float] | None) -> bytes:
