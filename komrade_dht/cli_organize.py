@@ -266,6 +266,12 @@ async def _event(args: argparse.Namespace) -> int:
                 decode_address(a)
             if args.end <= args.start:
                 raise KomradeError("an event ends after it starts (--end after --start)")
+            if args.at is not None:
+                from . import geo
+
+                geo.check_position(*args.at)
+            await asyncio.to_thread(events.check_event, args.title, args.start, args.end, args.place,
+                                    args.description, image)
         if not (cmd == "list" and not (args.bootstrap or args.bootstrap_file)):
             async with client_node(args) as node:
                 if cmd == "create":

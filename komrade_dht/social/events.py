@@ -141,6 +141,15 @@ def _details(title: str, starts_at: int, ends_at: int, place: str, position: lis
     return out
 
 
+def check_event(title: str, starts_at: int, ends_at: int, place: str = "", description: str = "",
+                image: bytes | None = None, *, now: float | None = None) -> None:
+    """Every check :func:`create_event` makes before anything is sent (KomradeError / ImageError saying what)."""
+    _details(title, int(starts_at), int(ends_at), place, None, description, None, 1, False,
+             time.time() if now is None else now)
+    if image is not None:
+        media.sanitize_image(image)
+
+
 def _check_details(obj: Any) -> dict[str, Any]:
     ok = (isinstance(obj, dict) and set(obj) == {"t", "s", "e", "p", "pos", "d", "img", "v", "x"}
           and isinstance(obj["t"], str) and len(obj["t"]) <= MAX_TITLE and isinstance(obj["p"], str)
