@@ -256,10 +256,15 @@ class Backend(EventDispatcher):
             self.notify(f"Synced: {len(new)} new message{'s' if len(new) != 1 else ''}")
         return self.spawn(run(), "Sync")
 
-    def save_settings(self, bootstrap: list[str], sync_interval: float) -> asyncio.Task[Any]:
+    def save_settings(self, bootstrap: list[str], sync_interval: float, tor: Any = ...) -> asyncio.Task[Any]:
+        """Save settings; ``tor`` ({"socks", "relays"} or None) switches untraceable mode at the next start."""
         async def run() -> None:
-            self.settings = await self._need().update_settings(bootstrap=bootstrap, sync_interval=sync_interval)
-            self.notify("Settings saved")
+            before = self.settings.tor if self.settings is not None else None
+            self.settings = await self._need().update_settings(bootstrap=bootstrap, sync_interval=sync_interval,
+                                                               tor=tor)
+            changed = tor is not ... and tor != before
+            self.notify("Settings saved" + (": untraceable mode changes when the node next starts (restart komrade)"
+                                            if changed else ""))
         return self.spawn(run(), "Saving settings")
 
     def measure_crowd(self, target: int = 1000) -> asyncio.Task[Any]:

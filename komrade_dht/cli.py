@@ -339,6 +339,12 @@ async def _node(args: argparse.Namespace) -> int:
         host, port = client_interface(peers), 0
     api_host, api_port = parse_hostport(args.api)
     tor = untraceable_mode(args)
+    if not tor and not (args.bootstrap or args.bootstrap_file):
+        from .service import load_settings
+
+        saved = load_settings(args.data_dir)["tor"]  # the app's switch: untraceable from the next start on
+        if saved is not None:
+            args.tor, args.relay_tcp, tor = saved["socks"], saved["relays"], True
     config = ServiceConfig(
         listen_host=host, listen_port=port, bootstrap=tuple(peers), sync_interval=args.sync_interval,
         tor_socks=parse_hostport(args.tor) if tor else None,

@@ -243,11 +243,32 @@ def format_peer(peer: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}$")
+
+
+def parse_tor(value: Any) -> dict[str, Any] | None:
+    """Untraceable-mode settings: None (off), or ``{"socks": "HOST:PORT", "relays": ["HOST:PORT", ...]}`` (Tor's
+    SOCKS port; relays' TCP services, by IP, name or .onion name). Raises InvalidInput with the reason."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"socks", "relays"}:
+        raise InvalidInput('tor must be null or {"socks": "HOST:PORT", "relays": ["HOST:PORT", ...]}')
+    socks, relays = value["socks"], value["relays"]
+    if not (isinstance(socks, str) and _HOST.match(socks) and 1 <= int(socks.rsplit(":", 1)[1]) <= 65535):
+        raise InvalidInput(f"tor.socks must be HOST:PORT (Tor's SOCKS port, e.g. 127.0.0.1:9050), not {str(socks)[:60]!r}")
+    if not (isinstance(relays, list) and 1 <= len(relays) <= MAX_BOOTSTRAP):
+        raise InvalidInput(f"tor.relays must list 1 to {MAX_BOOTSTRAP} relays' TCP services (HOST:PORT)")
+    for relay in relays:
+        if not (isinstance(relay, str) and _HOST.match(relay) and 1 <= int(relay.rsplit(":", 1)[1]) <= 65535):
+            raise InvalidInput(f"not a relay's TCP service: {str(relay)[:60]!r} (HOST:PORT, an IP, a name or a .onion)")
+    return {"socks": socks, "relays": list(dict.fromkeys(relays))}
+
+
 def load_settings(data_dir: os.PathLike[str] | str) -> dict[str, Any]:
     """The settings saved in ``data_dir`` (``settings.json``): ``bootstrap`` (list of IP:PORT) and
     ``sync_interval`` (seconds or None). A missing or unreadable file means no settings (logged, not fatal)."""
     path = os.path.join(data_dir, SETTINGS_FILE)
-    out: dict[str, Any] = {"bootstrap": [], "sync_interval": None}
+    out: dict[str, Any] = {"bootstrap": [], "sync_interval": None, "tor": None}
     try:
         with open(path, encoding="utf-8") as handle:
             raw = json.load(handle)
@@ -269,6 +290,10 @@ def load_settings(data_dir: os.PathLike[str] | str) -> dict[str, Any]:
     if isinstance(interval, (int, float)) and not isinstance(interval, bool):
         if SYNC_INTERVAL_RANGE[0] <= interval <= SYNC_INTERVAL_RANGE[1]:
             out["sync_interval"] = float(interval)
+    try:
+        out["tor"] = parse_tor(raw.get("tor"))
+    except InvalidInput as exc:
+        log.warning("ignoring the untraceable-mode settings in %s: %s", path, exc)
     return out
 
 
@@ -578,11 +603,18 @@ class UserService:
             "width": self.account.width,
             "bootstrap": list(self._settings["bootstrap"]),
             "sync_interval": self.sync_interval,
+            "tor": self._settings.get("tor"),
+            "untraceable": self.untraceable,
         }
 
-    def update_settings(self, bootstrap: list[str] | None = None, sync_interval: float | None = None) -> dict[str, Any]:
-        """Change and save (``settings.json``, 0600, atomically) the settings given; the others stay."""
+    def update_settings(
+        self, bootstrap: list[str] | None = None, sync_interval: float | None = None, tor: Any = ...
+    ) -> dict[str, Any]:
+        """Change and save (``settings.json``, 0600, atomically) the settings given; the others stay. ``tor``
+        (None turns it off) applies at the next start of the node, as ``bootstrap`` does."""
         new = dict(self._settings)
+        if tor is not ...:
+            new["tor"] = parse_tor(tor)
         if bootstrap is not None:
             if len(bootstrap) > MAX_BOOTSTRAP:
                 raise InvalidInput(f"at most {MAX_BOOTSTRAP} bootstrap peers")

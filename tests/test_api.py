@@ -242,11 +242,19 @@ def test_rename_sent_list_and_settings(net: Net) -> None:
             assert changed.bootstrap == ["127.0.0.1:9475", "[::1]:9475"] and changed.sync_interval == 45.0
             assert net.alice_svc.sync_interval == 45.0
             saved = json.loads((net.alice.data_dir / "settings.json").read_text())
-            assert saved == {"bootstrap": ["127.0.0.1:9475", "[::1]:9475"], "sync_interval": 45.0}
+            assert saved == {"bootstrap": ["127.0.0.1:9475", "[::1]:9475"], "sync_interval": 45.0, "tor": None}
+            # untraceable mode for the next start: saved, shown, and turned off again
+            tor = {"socks": "127.0.0.1:9050", "relays": ["relay.example:9476", "abcdefghijklmnop.onion:80"]}
+            changed = await alice.update_settings(tor=tor)
+            assert changed.tor == tor and changed.untraceable is False and changed.sync_interval == 45.0
+            assert json.loads((net.alice.data_dir / "settings.json").read_text())["tor"] == tor
+            assert (await alice.update_settings(tor=None)).tor is None
             assert stat.S_IMODE((net.alice.data_dir / "settings.json").stat().st_mode) == 0o600
             for bad_settings in ({"bootstrap": ["example.org:1"]}, {"bootstrap": ["127.0.0.1:0"]},
                                  {"bootstrap": "127.0.0.1:1"}, {"sync_interval": 0.5}, {"sync_interval": True},
-                                 {"sync_interval": 1e999}, {"colour": "red"}):
+                                 {"sync_interval": 1e999}, {"colour": "red"}, {"tor": "127.0.0.1:9050"},
+                                 {"tor": {"socks": "127.0.0.1:9050", "relays": []}},
+                                 {"tor": {"socks": "not a port", "relays": ["r:1"]}}):
                 status, body, _ = await request("PUT", net.alice_api.url + "/v1/settings",
                                                 headers=net.headers("alice"), json=bad_settings)
                 assert status == 400 and body["error"] == "bad_request", bad_settings

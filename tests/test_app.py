@@ -244,7 +244,22 @@ def test_onboarding_contacts_messages_burn_and_close(tmp_path: Path, bg: ui.Loop
             settings.bootstrap_field.text = relay
             await ui.press(settings.save_button)
             await ui.until(lambda: app.backend.settings.sync_interval == 20.0, 40, "settings saved")
-            assert json.loads((alice_dir / "settings.json").read_text()) == {"bootstrap": [relay], "sync_interval": 20.0}
+            assert json.loads((alice_dir / "settings.json").read_text()) == {
+                "bootstrap": [relay], "sync_interval": 20.0, "tor": None}
+            # untraceable mode: refused without a SOCKS port, then saved for the next start
+            await ui.press(settings.tor_button)
+            assert settings.tor_on
+            await ui.press(settings.save_button)
+            assert "SOCKS" in settings.error.text
+            settings.tor_socks_field.text = "127.0.0.1:9050"
+            settings.tor_relays_field.text = "relay.example:9476"
+            await ui.press(settings.save_button)
+            await ui.until(lambda: app.backend.settings.tor is not None, 40, "untraceable mode saved")
+            saved = json.loads((alice_dir / "settings.json").read_text())
+            assert saved["tor"] == {"socks": "127.0.0.1:9050", "relays": ["relay.example:9476"]}
+            await ui.press(settings.tor_button)  # and off again
+            await ui.press(settings.save_button)
+            await ui.until(lambda: app.backend.settings.tor is None, 40, "untraceable mode off")
             await ui.press(settings.crowd_button)  # the crowd sharing our slot, measured through the node
             await ui.until(lambda: "people share your slot" in settings.crowd_label.text, 60, "crowd measured")
             assert "nodes in the network" in settings.crowd_label.text

@@ -21,10 +21,20 @@ class SettingsScreen(BaseScreen):
         self.error = error_label()
         self.save_button = button("Save", self.save)
         self.crowd_label = label("", role="medium")
+        self.tor_on = False
+        self.tor_button = button("Untraceable mode (Tor): off", self.toggle_tor)
+        self.tor_socks_field = field("Tor's SOCKS port, HOST:PORT (e.g. 127.0.0.1:9050)")
+        self.tor_relays_field = field("Relays' TCP services, one HOST:PORT or .onion:PORT per line", multiline=True)
+        self.tor_label = label(
+            "Untraceable mode runs no DHT node and opens no UDP socket: everything goes through Tor to the relays "
+            "below, each action on a circuit of its own, so no peer sees your address. It applies at the next start.",
+            role="medium")
         self.crowd_button = button("Measure my crowd", lambda: self.app.backend.measure_crowd(1000))
         for widget in (label("Data directory", style="Title", role="small"), self.data_dir,
                        label("Slot width", style="Title", role="small"), self.width_label, self.crowd_label,
-                       self.bootstrap_field, self.interval_field, self.error):
+                       self.bootstrap_field, self.interval_field,
+                       label("Untraceable mode", style="Title", role="small"), self.tor_label, row(self.tor_button),
+                       self.tor_socks_field, self.tor_relays_field, self.error):
             self.body.add_widget(widget)
         self.footer.add_widget(row(self.save_button, self.crowd_button))
         self.app.backend.bind(settings=self.refresh, crowd=self.show_crowd)
@@ -42,6 +52,20 @@ class SettingsScreen(BaseScreen):
             "a smaller crowd. It is part of your address, so it is fixed for this identity.")
         self.bootstrap_field.text = "\n".join(s.bootstrap)
         self.interval_field.text = f"{s.sync_interval:g}"
+        tor = getattr(s, "tor", None)
+        self.set_tor(tor is not None)
+        if tor is not None:
+            self.tor_socks_field.text = tor["socks"]
+            self.tor_relays_field.text = "\n".join(tor["relays"])
+        if getattr(s, "untraceable", False):
+            self.tor_label.text = "Running untraceable now: no DHT node, no UDP socket, everything through Tor."
+
+    def set_tor(self, on: bool) -> None:
+        self.tor_on = on
+        self.tor_button.text_widget.text = f"Untraceable mode (Tor): {'on' if on else 'off'}"
+
+    def toggle_tor(self) -> None:
+        self.set_tor(not self.tor_on)
 
     def show_crowd(self, *_: Any) -> None:
         c = self.app.backend.crowd
@@ -64,5 +88,12 @@ class SettingsScreen(BaseScreen):
             self.error.text = "The sync interval is a number of seconds (1 to 86400)."
             return
         peers = [line.strip() for line in self.bootstrap_field.text.splitlines() if line.strip()]
+        tor = None
+        if self.tor_on:
+            relays = [line.strip() for line in self.tor_relays_field.text.splitlines() if line.strip()]
+            if not self.tor_socks_field.text.strip() or not relays:
+                self.error.text = "Untraceable mode needs Tor's SOCKS port and at least one relay's TCP service."
+                return
+            tor = {"socks": self.tor_socks_field.text.strip(), "relays": relays}
         self.error.text = ""
-        self.app.backend.save_settings(peers, interval)
+        self.app.backend.save_settings(peers, interval, tor)

@@ -102,6 +102,10 @@ class Settings:
     width: int
     bootstrap: list[str]
     sync_interval: float
+    tor: dict[str, Any] | None = None
+    """Untraceable mode for the next start: ``{"socks": "HOST:PORT", "relays": [...]}``, or None."""
+    untraceable: bool = False
+    """Whether the node runs in untraceable mode now."""
 
 
 @dataclass(frozen=True)
@@ -296,8 +300,11 @@ class ApiClient:
         return _build(Settings, await self._request("GET", "/v1/settings"))
 
     async def update_settings(self, *, bootstrap: list[str] | None = None,
-                              sync_interval: float | None = None) -> Settings:
+                              sync_interval: float | None = None, tor: Any = ...) -> Settings:
+        """Change settings; ``tor`` ({"socks", "relays"} or None for off) applies at the node's next start."""
         body: dict[str, Any] = {}
+        if tor is not ...:
+            body["tor"] = tor
         if bootstrap is not None:
             body["bootstrap"] = bootstrap
         if sync_interval is not None:
@@ -435,8 +442,9 @@ class SyncApiClient:
     def settings(self) -> Settings:
         return self._run(self._api.settings())
 
-    def update_settings(self, *, bootstrap: list[str] | None = None, sync_interval: float | None = None) -> Settings:
-        return self._run(self._api.update_settings(bootstrap=bootstrap, sync_interval=sync_interval))
+    def update_settings(self, *, bootstrap: list[str] | None = None, sync_interval: float | None = None,
+                        tor: Any = ...) -> Settings:
+        return self._run(self._api.update_settings(bootstrap=bootstrap, sync_interval=sync_interval, tor=tor))
 
     def send(self, to: str, text: str) -> Sent:
         return self._run(self._api.send(to, text))

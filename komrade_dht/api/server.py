@@ -346,7 +346,7 @@ class ApiServer:
 
     async def put_settings(self, request: web.Request) -> web.Response:
         body = await _json_any(request)
-        unknown = sorted(set(body) - {"bootstrap", "sync_interval"})
+        unknown = sorted(set(body) - {"bootstrap", "sync_interval", "tor"})
         if unknown:
             raise _BadRequest(400, "bad_request", f"unknown field(s): {', '.join(k[:40] for k in unknown[:5])}")
         peers = body.get("bootstrap")
@@ -355,6 +355,8 @@ class ApiServer:
         interval = body.get("sync_interval")
         if "sync_interval" in body and (isinstance(interval, bool) or not isinstance(interval, (int, float))):
             raise _BadRequest(400, "bad_request", "sync_interval must be a number of seconds")
+        if "tor" in body:
+            return web.json_response(self.service.update_settings(peers, interval, body["tor"]))
         return web.json_response(self.service.update_settings(peers, interval))
 
     async def verify_contact(self, request: web.Request) -> web.Response:
