@@ -252,8 +252,13 @@ class KomradeNode(Server):
                 resolved.add((info[4][0], info[4][1]))
         if self.transport is not None:
             resolved.discard(self.address)
-        found = await asyncio.gather(*(self.bootstrap_node(a) for a in resolved))
-        nodes = [n for n in found if n is not None]
+        nodes: list[Node] = []
+        for attempt in range(3 if resolved else 0):  # a busy peer may miss one round: two more before we give up
+            found = await asyncio.gather(*(self.bootstrap_node(a) for a in resolved))
+            nodes = [n for n in found if n is not None]
+            if nodes:
+                break
+            self.protocol._failures.clear()  # they are not silent: they may just have been slow
         if not nodes:
             log.info("no bootstrap peer answered (%d tried): this node is the first node of its own network",
                      len(resolved))
