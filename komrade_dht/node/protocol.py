@@ -430,12 +430,9 @@ class KomradeProtocol(KademliaProtocol):
             if slot is None:
                 self.store.put_blob(env.envelope_id(value), value, expires_at)
             else:
-                source = source_key(sender)
-                counts = self._slot_sources.get(slot)
-                added = counts[source] if counts is not None else 0
-                if added >= self.store.limits.max_entries_per_slot // SOURCE_SHARE:
+                source, reserve = self._share(slot, sender)
+                if reserve < 0:
                     return "slot_share"
-                reserve = SLOT_RESERVE if added < LIGHT_ENTRIES else 0
                 if self.store.append(slot, value, expires_at, reserve=reserve):
                     self._count_source(slot, source)
         except QuotaExceeded:
@@ -447,7 +444,6 @@ class KomradeProtocol(KademliaProtocol):
         """Group commit: check an append now (the cheap checks, the fair share), keep it for the batch that commits
         within ``GROUP_COMMIT_WINDOW`` (or at ``GROUP_COMMIT_MAX`` entries), and answer when that batch is on disk.
         A busy relay pays one fsync per batch instead of one per envelope; an ack still means "committed"."""
-        added = 0
         try:
             if msg.sender_id is not None:
                 if msg.sender_id == self.source_node.id:
@@ -456,13 +452,9 @@ class KomradeProtocol(KademliaProtocol):
                 self._consider(Node(msg.sender_id, addr[0], addr[1]))
             slot, value = msg.args
             refusal = self._accept_envelope(addr, slot, value, slot)
-            source = source_key(addr)
-            if refusal is None:
-                assert self.store is not None
-                counts = self._slot_sources.get(slot)
-                added = counts[source] if counts is not None else 0
-                if added >= self.store.limits.max_entries_per_slot // SOURCE_SHARE:
-                    refusal = "slot_share"
+            source, reserve = self._share(slot, addr)
+            if refusal is None and reserve < 0:
+                refusal = "slot_share"
         except Exception:
             log.exception("append check failed")
             self.counters["handler_error"] += 1
@@ -470,7 +462,6 @@ class KomradeProtocol(KademliaProtocol):
         if refusal is not None:
             self._reply(addr, msg, False, refusal)
             return
-        reserve = SLOT_RESERVE if added < LIGHT_ENTRIES else 0
         self._batch.append((msg, addr, slot, value, reserve, source))
         if len(self._batch) >= GROUP_COMMIT_MAX:
             self._flush_batch()
@@ -501,6 +492,17 @@ class KomradeProtocol(KademliaProtocol):
                 self._reply(addr, msg, True, True)
             else:
                 self._reply(addr, msg, False, "quota" if result != "internal_error" else result)
+
+    def _share(self, slot: bytes, sender: tuple[str, int]) -> tuple[str, int]:
+        """``(source, reserve)`` for an append from ``sender`` to ``slot``: the reserve this source may use (the
+        slot's reserve while it added fewer than LIGHT_ENTRIES, else 0), or -1 once it used up its share."""
+        assert self.store is not None
+        source = source_key(sender)
+        counts = self._slot_sources.get(slot)
+        added = counts[source] if counts is not None else 0
+        if added >= self.store.limits.max_entries_per_slot // SOURCE_SHARE:
+            return source, -1
+        return source, SLOT_RESERVE if added < LIGHT_ENTRIES else 0
 
     def _count_source(self, slot: bytes, source: str) -> None:
         counts = self._slot_sources.pop(slot, None) or Counter()

@@ -348,32 +348,12 @@ class Store:
         (plus ``reserve``, which the node grants to sources that hold few entries in the slot) entries or the
         total quota would be passed, in both cases after purging expired rows.
         """
-        slot = _check_id(slot_id, "slot_id")
-        payload = self._check_payload(data, "blob data")
-        bid = blob_id(payload)
-        now = self._now()
-        expiry = _check_expiry(expires_at, now)
-        problem = ""
-        for attempt in range(2):
-            with self._write() as conn:
-                live, present = self._blob_state(conn, bid, now)
-                if live and self._entry_exists(conn, slot, bid):
-                    return False
-                need = ENTRY_BYTES + (0 if live else ID_BYTES + len(payload))
-                problem = self._quota_problem(conn, need, slot, reserve)
-                if not problem:
-                    if not live:
-                        if present:
-                            self._delete_blob_rows(conn, bid)
-                        self._insert_blob(conn, bid, payload, expiry)
-                    conn.execute("INSERT INTO slot_entries (slot_id, blob_id) VALUES (?, ?)", (slot, bid))
-                    cached = self._digests.get(slot)
-                    if cached is not None:
-                        self._digests[slot] = (cached[0] + 1, cached[1] ^ _id_hash(bid))
-                    return True
-            if attempt == 0:
-                self.purge_expired(now)
-        raise QuotaExceeded(f"{self.path}: blob {bid.hex()} not appended to slot {slot.hex()}: {problem}")
+        (result,) = self.append_many([(slot_id, data, expires_at, reserve)])
+        if isinstance(result, str):
+            raise QuotaExceeded(
+                f"{self.path}: blob {blob_id(bytes(data)).hex()} not appended to slot {bytes(slot_id).hex()}: {result}"
+            )
+        return result
 
     def append_many(self, items: list[tuple[bytes, bytes, int, int]]) -> list[bool | str]:
         """Group commit: append each ``(slot_id, data, expires_at, reserve)`` as :meth:`append` does, all in one
