@@ -12,6 +12,10 @@ def crowd(width: int, users: int) -> str:
     return f"about {share:,.0f}" if share >= 1 else "fewer than 1"
 
 
+def crowd_words(people: float) -> str:
+    return f"about {people:,.0f} people" if people >= 1.5 else "fewer than two people"
+
+
 class SettingsScreen(BaseScreen):
     def build(self) -> None:
         self.data_dir = label("", role="medium")
@@ -74,7 +78,7 @@ class SettingsScreen(BaseScreen):
         advice = ("your width already hides you in at least that many" if c.advised_width == c.width
                   else f"{c.advised_width} bits would (a new width means a new address)")
         self.crowd_label.text = (
-            f"Measured now: about {c.network_size:,} nodes in the network, so about {c.crowd:,.0f} people share your "
+            f"Measured now: about {c.network_size:,} nodes in the network, so {crowd_words(c.crowd)} share your "
             f"slot. For a crowd of at least {c.target:,}: {advice}. Your slots brought {c.envelopes_per_day:,.0f} "
             f"envelopes a day (~{c.download_bytes_per_day / 1024:,.0f} KiB of heads).")
 
