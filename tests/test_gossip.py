@@ -10,7 +10,7 @@ from pathlib import Path
 from komrade_dht import envelope as env
 from komrade_dht.gossip import GossipConfig, SeenCache, slot_digest
 from komrade_dht.node import KomradeNode, NodeConfig
-from komrade_dht.social import inbox, send_dm, sync_inbox
+from komrade_dht.social import burn, inbox, send_dm, sync_inbox
 from komrade_dht.storage import Store
 
 from .support import CHEAP_POW, account, shutdown, client, start_relays, wait_for
@@ -172,3 +172,26 @@ def account_identity():
     from komrade_dht.identity import Identity
 
     return Identity.generate()
+
+
+def test_a_burn_follows_the_copies_the_flood_left(tmp_path: Path) -> None:
+    """Gossip leaves copies beyond the k closest; a burn deletes the holders' copies and each holder that deleted
+    one passes it on, so the cloud's copies go too (not only the ones a lookup finds)."""
+
+    async def scenario() -> None:
+        config = NodeConfig(ksize=4, pow=CHEAP, stem=None, gossip=GossipConfig(fanout=3, hops=4, anti_entropy_interval=0))
+        relays = await start_relays(tmp_path, 24, config)
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        node = await client(relays[0].address, config)
+        try:
+            key = await send_dm(alice, node, bob.address.text, "burn me everywhere")
+            await wait_for(lambda: sum(r.store.has_blob(key) for r in relays) > 8, timeout=20)
+            got = await sync_inbox(bob, node)
+            assert [m.text for m in got] == ["burn me everywhere"]
+            await burn(bob, node, got[0].id)
+            await wait_for(lambda: not any(r.store.has_blob(key) for r in relays), timeout=20)
+            assert sum(r.protocol.counters["burn_passed"] for r in relays) > 0
+        finally:
+            await shutdown([node, *relays], (alice, bob))
+
+    asyncio.run(scenario())

@@ -43,7 +43,9 @@ class Lookup(NodeSpiderCrawl):
         answered: set[bytes] = set()
 
         def result() -> list[Node]:
-            return [n for n in self.nearest if n.id in answered]
+            """The k closest of those that answered (not only among the k closest heard of: some may be silent)."""
+            heard = [(d, n) for d, n in self.nearest.heap if n.id in answered and n.id not in dead]
+            return [n for _, n in sorted(heard, key=lambda t: t[0])][: self.nearest.maxsize]
 
         try:
             while True:

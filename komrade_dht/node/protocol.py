@@ -683,7 +683,18 @@ class KomradeProtocol(KademliaProtocol):
         self.store.delete_blob(key)
         self.burned.add(key)
         self.counters["burned"] += 1
+        self.pass_burn(key, secret, exclude=sender)
         return True, True
+
+    def pass_burn(self, key: bytes, secret: bytes, exclude: tuple[str, int] | None = None) -> None:
+        """A holder that deleted a copy passes the burn on to ``fanout`` random peers, as the flood passed the
+        envelope: peers that hold a gossip copy delete it and pass it on in turn; the others answer and stop. It
+        follows the copies, once per node (a burned id is not burned twice), with no hop budget to abuse: only a
+        node that really held the envelope forwards, and only whoever can read it knows the secret."""
+        contacts = [n for b in self.router.buckets for n in b.get_nodes() if (n.ip, n.port) != exclude]
+        for peer in gossip.pick(contacts, self.gossip.fanout):
+            self.counters["burn_passed"] += 1
+            self.spawn(self.call((peer.ip, peer.port), "burn", key, secret))
 
     def is_close_to(self, key: bytes) -> bool:
         """Plausibly among the k closest to ``key``: fewer than k known nodes are closer than we are."""

@@ -496,6 +496,7 @@ class KomradeNode(Server):
             self.store.delete_blob(key)  # type: ignore[union-attr]
             self.protocol.burned.add(key)
             burned += 1
+        self.protocol.pass_burn(key, secret)  # and after the copies the flood left on random nodes
         return burned
 
     async def fetch_slot(self, slot: bytes, known: set[bytes] = frozenset()) -> list[bytes]:  # type: ignore[assignment]
