@@ -317,6 +317,9 @@ class UserService:
         #: Seconds between automatic syncs: the saved setting if there is one, else the configuration's.
         self.sync_interval: float = self._settings["sync_interval"] or config.sync_interval
         self._wake_sync = asyncio.Event()
+        from .social.social_service import SocialService  # posts, feeds, friends, profiles (issue 10)
+
+        self.social = SocialService(account, self._node, self.events.publish, self.sync)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:

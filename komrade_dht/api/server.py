@@ -47,6 +47,9 @@ QUERY_PARAMS: dict[str, frozenset[str]] = {
     "/v1/sent": frozenset({"offset", "limit"}),
     "/v1/crowd": frozenset({"target"}),
 }
+from .social_routes import SOCIAL_QUERY_PARAMS  # noqa: E402 (issue 10)
+
+QUERY_PARAMS.update(SOCIAL_QUERY_PARAMS)
 
 
 def openapi_document() -> bytes:
@@ -190,6 +193,9 @@ class ApiServer:
         r.add_get("/v1/status", self.status, allow_head=False)
         r.add_get("/v1/crowd", self.crowd, allow_head=False)
         r.add_get("/v1/events", self.events, allow_head=False)
+        from .social_routes import add_social_routes  # posts, feeds, friends, profiles (issue 10)
+
+        add_social_routes(app, self)
         return app
 
     async def start(self) -> str:

@@ -1,0 +1,440 @@
+"""Posts, friends and profiles (issue 10): feeds with world / friends / local tabs, compose (image picker, anonymous
+switch, local position with the precision that is published), your profile and others', the friends list.
+
+Every call goes through the local API (``komrade_dht.api.social_client.SocialApi``) as a task owned by the backend;
+a failure becomes a snackbar and an inline error, never an exception in the window.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from kivy.metrics import dp
+from kivy.uix.image import Image
+from kivymd.uix.card import MDCard
+from kivymd.uix.selectioncontrol import MDSwitch
+
+from komrade_dht.api.social_client import SocialApi
+
+from ..widgets import BaseScreen, button, column, error_label, field, label, row
+
+FEEDS = ("world", "friends", "local")
+MAX_CHARS = 1000
+
+
+def _social(screen: BaseScreen) -> SocialApi | None:
+    api = screen.app.backend.api
+    if api is None:
+        screen.app.notify("Your node does not answer yet.")
+        return None
+    return SocialApi(api)
+
+
+def _position(lat_field: Any, lon_field: Any) -> tuple[float, float] | None:
+    """The position typed in two fields, or None if both are empty; ValueError with a reason otherwise."""
+    lat, lon = lat_field.text.strip(), lon_field.text.strip()
+    if not lat and not lon:
+        return None
+    try:
+        return float(lat), float(lon)
+    except ValueError:
+        raise ValueError("latitude and longitude are decimal degrees, e.g. 52.52 and 13.40") from None
+
+
+def _when(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def _choices(names: tuple[str, ...], on_pick: Any) -> tuple[Any, dict[str, Any]]:
+    buttons = {n: button(n.capitalize(), lambda n=n: on_pick(n), style="outlined") for n in names}
+    return row(*buttons.values()), buttons
+
+
+def _mark(buttons: dict[str, Any], chosen: str) -> None:
+    """The chosen one filled, the others outlined (the label's colour set too: KivyMD keeps the first style's)."""
+    from kivymd.app import MDApp
+
+    theme = MDApp.get_running_app().theme_cls
+    for name, btn in buttons.items():
+        btn.style = "filled" if name == chosen else "outlined"
+        btn.text_widget.theme_text_color = "Custom"
+        btn.text_widget.text_color = theme.onPrimaryColor if name == chosen else theme.primaryColor
+
+
+def _show_if(slot: Any, widget: Any, shown: bool) -> None:
+    """Put ``widget`` in ``slot`` when ``shown``, take it out otherwise (no blank space for hidden fields)."""
+    if shown and widget.parent is None:
+        slot.add_widget(widget)
+    elif not shown and widget.parent is slot:
+        slot.remove_widget(widget)
+
+
+class FeedsScreen(BaseScreen):
+    """World, friends and local posts, newest first; Refresh pulls from the network."""
+
+    def build(self) -> None:
+        self.feed = "world"
+        tabs, self.tabs = _choices(FEEDS, self.pick)
+        self.lat_field, self.lon_field = field("Your latitude"), field("Your longitude")
+        self.radius_field = field("Within km (optional)")
+        self.local_box = column(row(self.lat_field, self.lon_field, self.radius_field),
+                                label("Typed by you, never looked up; the holders you ask learn only the ~5 km cell "
+                                      "you are in.", role="small"), spacing=4)
+        self.refresh_button = button("Refresh", self.pull, style="tonal")
+        self.compose_button = button("New post", lambda: self.app.show("compose"), style="filled")
+        self.error = error_label()
+        self.list_box = column(spacing=8)
+        self.cards: dict[str, Any] = {}
+        self.local_slot = column(spacing=0)
+        for widget in (tabs, self.local_slot, row(self.refresh_button, self.compose_button), self.error,
+                       self.list_box):
+            self.body.add_widget(widget)
+        self.pick("world")
+
+    def pick(self, feed: str) -> None:
+        self.feed = feed
+        _mark(self.tabs, feed)
+        _show_if(self.local_slot, self.local_box, feed == "local")
+        self.load()
+
+    def _where(self) -> tuple[tuple[float, float] | None, float | None] | None:
+        try:
+            at = _position(self.lat_field, self.lon_field)
+            radius = float(self.radius_field.text) if self.radius_field.text.strip() else None
+        except ValueError as exc:
+            self.error.text = str(exc)
+            return None
+        if self.feed == "local" and at is None:
+            self.error.text = "The local feed needs your position."
+            return None
+        self.error.text = ""
+        return (at if self.feed == "local" else None), (radius if self.feed == "local" else None)
+
+    def refresh(self, *_: Any) -> None:
+        self.load()
+
+    def load(self) -> None:
+        social, where = _social(self), self._where()
+        if social is None or where is None:
+            return
+        at, radius = where
+
+        async def run() -> None:
+            page = await social.feed(self.feed, at=at, radius_km=radius)
+            self.show_posts(page["posts"])
+
+        self.app.backend.spawn(run(), "Loading the feed")
+
+    def pull(self) -> None:
+        social, where = _social(self), self._where()
+        if social is None or where is None:
+            return
+        at, radius = where
+
+        async def run() -> None:
+            self.refresh_button.disabled = True
+            try:
+                got = await social.refresh(self.feed, at=at)
+                page = await social.feed(self.feed, at=at, radius_km=radius)
+                self.show_posts(page["posts"])
+                self.app.notify(f"{got['new']} new post(s)")
+            finally:
+                self.refresh_button.disabled = False
+
+        self.app.backend.spawn(run(), "Refreshing the feed")
+
+    def show_posts(self, posts: list[dict[str, Any]]) -> None:
+        self.list_box.clear_widgets()
+        self.cards = {}
+        if not posts:
+            self.list_box.add_widget(label(f"No {self.feed} posts yet: press Refresh.", role="medium"))
+        for post in posts:
+            self.list_box.add_widget(self._card(post))
+
+    def _card(self, post: dict[str, Any]) -> Any:
+        who = ("anonymous" if post["anonymous"]
+               else f"{post['author_name']}  [{post['author_fingerprint']}]")
+        parts: list[Any] = [label(f"{_when(post['posted_at'])}  {who}", style="Title", role="small"),
+                            label(post["text"], role="medium")]
+        if post.get("image"):
+            parts.append(Image(source=post["image"], size_hint=(None, None), size=(dp(320), dp(220)),
+                               fit_mode="contain"))
+        elif post.get("image_error"):
+            parts.append(label(f"Image unavailable: {post['image_error']}", role="small"))
+        if post.get("area"):
+            lat, lon, radius = post["area"]
+            parts.append(label(f"within {radius:g} km of {lat:.3f}, {lon:.3f}", role="small"))
+        card = MDCard(column(*parts, spacing=4), style="outlined", size_hint_y=None, padding=dp(10))
+        card.bind(minimum_height=card.setter("height"))
+        self.cards[post["id"]] = card
+        return card
+
+
+class ComposeScreen(BaseScreen):
+    """Write a post: text (1000 characters), audience, anonymous switch, one picture, a place for local posts."""
+
+    def build(self) -> None:
+        self.to = "world"
+        self.text_field = field("What do you want to say?", multiline=True)
+        self.counter = label(f"0 / {MAX_CHARS}", role="small")
+        self.text_field.bind(text=lambda *_: self._count())
+        audience, self.audience = _choices(FEEDS, self.pick)
+        self.anonymous = MDSwitch()
+        self.anonymous_note = label("Anonymous: no key, no name, nothing linking it to you or your other anonymous "
+                                    "posts (world and local only).", role="small")
+        self.image_field = field("Picture file (optional): its metadata, GPS included, is removed here")
+        self.pick_button = button("Choose picture", self.choose, style="outlined")
+        self.lat_field, self.lon_field = field("Latitude"), field("Longitude")
+        self.radius_field = field("Radius km (1 to 50)")
+        self.local_box = column(row(self.lat_field, self.lon_field, self.radius_field),
+                                label("Only the centre of the 2 km grid cell you are in is published, never the "
+                                      "exact position; choose a radius larger than 2 km.", role="small"), spacing=4)
+        self.post_button = button("Post", self.publish)
+        self.error = error_label()
+        self.result = label("", role="medium")
+        self.local_slot = column(spacing=0)
+        for widget in (self.text_field, self.counter, label("Who sees it", style="Title", role="small"), audience,
+                       row(self.anonymous, self.anonymous_note), row(self.image_field, self.pick_button),
+                       self.local_slot, self.error, self.result):
+            self.body.add_widget(widget)
+        self.footer.add_widget(row(self.post_button, button("Back to feeds", lambda: self.app.show("feeds"),
+                                                            style="text")))
+        self.pick("world")
+
+    def _count(self) -> None:
+        n = len(self.text_field.text)
+        self.counter.text = f"{n} / {MAX_CHARS}" + ("  (too long)" if n > MAX_CHARS else "")
+
+    def pick(self, to: str) -> None:
+        self.to = to
+        _mark(self.audience, to)
+        _show_if(self.local_slot, self.local_box, to == "local")
+        self.anonymous.disabled = to == "friends"
+        if to == "friends":
+            self.anonymous.active = False
+
+    def choose(self) -> None:
+        from kivymd.uix.filemanager import MDFileManager
+
+        def done(path: str) -> None:
+            self.image_field.text = path
+            self.files.close()
+
+        self.files = MDFileManager(select_path=done, exit_manager=lambda *_: self.files.close(),
+                                   ext=[".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"])
+        self.files.show(str(Path.home()))
+
+    def publish(self) -> None:
+        text = self.text_field.text
+        if len(text) > MAX_CHARS:
+            self.error.text = f"The post is {len(text)} characters; at most {MAX_CHARS}."
+            return
+        at = radius = None
+        if self.to == "local":
+            try:
+                at = _position(self.lat_field, self.lon_field)
+                radius = float(self.radius_field.text)
+            except ValueError:
+                self.error.text = "A local post needs a latitude, a longitude and a radius (numbers)."
+                return
+            if at is None:
+                self.error.text = "A local post needs a latitude, a longitude and a radius (numbers)."
+                return
+        social = _social(self)
+        if social is None:
+            return
+        self.error.text = ""
+
+        async def run() -> None:
+            self.post_button.disabled = True
+            try:
+                sent = await social.post(text, to=self.to, anonymous=bool(self.anonymous.active),
+                                         image_path=self.image_field.text.strip() or None, at=at, radius_km=radius)
+            except Exception as exc:  # noqa: BLE001 - shown inline and as a snackbar
+                from ..backend import describe
+
+                self.error.text = describe(exc)
+                raise
+            finally:
+                self.post_button.disabled = False
+            area = sent.get("published_area")
+            where = (f"; published position {area['lat']:.4f}, {area['lon']:.4f} (a {area['precision_km']:g} km "
+                     "cell)" if area else "")
+            self.result.text = f"Posted ({sent['id'][:12]}){where}."
+            self.text_field.text = ""
+            self.image_field.text = ""
+            self.app.notify("Posted")
+
+        self.app.backend.spawn(run(), "Posting")
+
+
+class ProfileScreen(BaseScreen):
+    """Your profile (name, bio, photo, visibility) and someone else's, as its visibility lets you see it."""
+
+    def build(self) -> None:
+        self.visibility = "world"
+        self.name_field, self.bio_field = field("Name"), field("Bio (300 characters)", multiline=True)
+        self.photo_field = field("Photo file (optional)")
+        vis, self.vis_buttons = _choices(("world", "friends", "local"), self.pick)
+        self.lat_field, self.lon_field, self.radius_field = field("Latitude"), field("Longitude"), field("Radius km")
+        self.local_box = row(self.lat_field, self.lon_field, self.radius_field)
+        self.local_slot = column(spacing=0)
+        self.save_button = button("Save and publish", self.save)
+        self.error = error_label()
+        self.saved = label("", role="medium")
+        self.address_field = field("Someone's address")
+        self.show_button = button("Show profile", self.show_other, style="tonal")
+        self.other = column(spacing=4)
+        for widget in (label("Your profile", style="Title", role="medium"), self.name_field, self.bio_field,
+                       self.photo_field, label("Visible to", style="Title", role="small"), vis, self.local_slot,
+                       self.save_button, self.error, self.saved,
+                       label("Someone else's", style="Title", role="medium"), row(self.address_field,
+                                                                                  self.show_button), self.other):
+            self.body.add_widget(widget)
+        self.pick("world")
+
+    def pick(self, visibility: str) -> None:
+        self.visibility = visibility
+        _mark(self.vis_buttons, visibility)
+        _show_if(self.local_slot, self.local_box, visibility == "local")
+
+    def refresh(self, *_: Any) -> None:
+        social = self.app.backend.api and SocialApi(self.app.backend.api)
+        if not social:
+            return
+
+        async def run() -> None:
+            mine = await social.my_profile()
+            if not self.name_field.text:
+                self.name_field.text = mine["name"]
+            if not self.bio_field.text:
+                self.bio_field.text = mine["bio"]
+            self.pick(mine["visibility"])
+            self.saved.text = f"Published version {mine['version']}" if mine["version"] else "Not published yet."
+
+        self.app.backend.spawn(run(), "Loading your profile")
+
+    def save(self) -> None:
+        social = _social(self)
+        if social is None:
+            return
+        fields: dict[str, Any] = {"name": self.name_field.text.strip() or None, "bio": self.bio_field.text,
+                                  "visibility": self.visibility, "photo_path": self.photo_field.text.strip() or None}
+        if self.visibility == "local":
+            try:
+                fields["at"] = {"lat": float(self.lat_field.text), "lon": float(self.lon_field.text)}
+                fields["radius_km"] = float(self.radius_field.text)
+            except ValueError:
+                self.error.text = "A local profile needs a latitude, a longitude and a radius (numbers)."
+                return
+        self.error.text = ""
+
+        async def run() -> None:
+            try:
+                mine = await social.set_profile(**fields)
+            except Exception as exc:  # noqa: BLE001
+                from ..backend import describe
+
+                self.error.text = describe(exc)
+                raise
+            self.saved.text = f"Published version {mine['version']} ({mine['visibility']})"
+            self.app.notify("Profile published")
+
+        self.app.backend.spawn(run(), "Publishing your profile")
+
+    def show_other(self) -> None:
+        social = _social(self)
+        if social is None:
+            return
+        address = self.address_field.text.strip()
+
+        async def run() -> None:
+            profile = await social.profile(address)
+            self.other.clear_widgets()
+            self.other.add_widget(label(f"[{profile['fingerprint']}]  visible to: {profile['visibility']}",
+                                        role="medium"))
+            if not profile["visible"]:
+                self.other.add_widget(label("Its visibility does not let you see more.", role="medium"))
+                return
+            self.other.add_widget(label(profile["name"] or "", style="Title", role="medium"))
+            self.other.add_widget(label(profile["bio"] or "", role="medium"))
+            if profile.get("photo"):
+                self.other.add_widget(Image(source=profile["photo"], size_hint=(None, None),
+                                            size=(dp(160), dp(160)), fit_mode="contain"))
+
+        self.app.backend.spawn(run(), "Fetching the profile")
+
+
+class FriendsScreen(BaseScreen):
+    """The people you share your circle (friends posts and profile) with; add and remove."""
+
+    def build(self) -> None:
+        self.address_field, self.name_field = field("Their address"), field("Name (if not a contact yet)")
+        self.add_button = button("Add friend", self.add)
+        self.error = error_label()
+        self.list_box = column(spacing=8)
+        self.rows: dict[str, Any] = {}
+        for widget in (label("A friend reads your friends posts and friends-only profile once you both added each "
+                             "other. Removing one replaces your circle key: they read nothing you post after.",
+                             role="medium"),
+                       row(self.address_field, self.name_field), self.add_button, self.error, self.list_box):
+            self.body.add_widget(widget)
+
+    def refresh(self, *_: Any) -> None:
+        social = self.app.backend.api and SocialApi(self.app.backend.api)
+        if not social:
+            return
+
+        async def run() -> None:
+            self.show(await social.friends())
+
+        self.app.backend.spawn(run(), "Loading friends")
+
+    def show(self, people: list[dict[str, Any]]) -> None:
+        self.list_box.clear_widgets()
+        self.rows = {}
+        if not people:
+            self.list_box.add_widget(label("No friends yet.", role="medium"))
+        for f in people:
+            note = "" if f["has_key"] else "  (has not added you yet)"
+            remove = button("Remove", lambda a=f["address"]: self.remove(a), style="text")
+            line = row(column(label(f"{f['name']}{note}", style="Title", role="small"),
+                              label(f"[{f['fingerprint']}]", role="small"), spacing=2), remove)
+            line.remove_button = remove
+            self.rows[f["name"]] = line
+            self.list_box.add_widget(line)
+
+    def add(self) -> None:
+        social = _social(self)
+        if social is None:
+            return
+        address, name = self.address_field.text.strip(), self.name_field.text.strip() or None
+
+        async def run() -> None:
+            try:
+                await social.add_friend(address, name)
+            except Exception as exc:  # noqa: BLE001
+                from ..backend import describe
+
+                self.error.text = describe(exc)
+                raise
+            self.error.text = ""
+            self.address_field.text = self.name_field.text = ""
+            self.show(await social.friends())
+            self.app.notify("Friend added; your circle key was sent")
+
+        self.app.backend.spawn(run(), "Adding a friend")
+
+    def remove(self, address: str) -> None:
+        social = _social(self)
+        if social is None:
+            return
+
+        async def run() -> None:
+            await social.remove_friend(address)
+            self.show(await social.friends())
+            self.app.notify("Friend removed; your circle key was replaced")
+
+        self.app.backend.spawn(run(), "Removing a friend")
