@@ -179,6 +179,8 @@ class KomradeProtocol(KademliaProtocol):
         self._stem_rng = random.Random()
         self.on_fluff: Callable[[bytes, bytes], Awaitable[Any]] | None = None
         self.stemmed = gossip.SeenCache(gossip_config.seen_capacity // 10)
+        #: envelope id -> peers it was flooded to or from: the path a burn takes to the cloud's copies
+        self._flood_links: OrderedDict[bytes, list[tuple[str, int]]] = OrderedDict()
         self.on_embargo: Callable[[bytes, bytes], Awaitable[Any]] | None = None
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping,
@@ -435,6 +437,7 @@ class KomradeProtocol(KademliaProtocol):
                     return "slot_share"
                 if self.store.append(slot, value, expires_at, reserve=reserve):
                     self._count_source(slot, source)
+                self._link(env.envelope_id(value), sender)
         except QuotaExceeded:
             return "quota"
         self.seen.add(env.envelope_id(value))
@@ -488,6 +491,7 @@ class KomradeProtocol(KademliaProtocol):
             if result is True or result is False:
                 if result:
                     self._count_source(slot, source)
+                self._link(env.envelope_id(value), addr)
                 self.seen.add(env.envelope_id(value))
                 self._reply(addr, msg, True, True)
             else:
@@ -526,6 +530,7 @@ class KomradeProtocol(KademliaProtocol):
     ) -> tuple[bool, Any]:
         """Accept a flooded envelope into the dust cloud (any node may hold any slot's copies), and forward it
         once, to ``fanout`` random peers, while the hop budget lasts."""
+        self._link(env.envelope_id(value), sender)
         if env.envelope_id(value) in self.seen:
             self.counters["gossip_duplicate"] += 1
             return True, False
@@ -594,6 +599,7 @@ class KomradeProtocol(KademliaProtocol):
         contacts = [n for b in self.router.buckets for n in b.get_nodes() if (n.ip, n.port) != exclude]
         peers = gossip.pick(contacts, self.gossip.fanout)
         for peer in peers:
+            self._link(env.envelope_id(value), (peer.ip, peer.port))
             self.counters["gossip_forwarded"] += 1
             self.spawn(self.call((peer.ip, peer.port), "gossip", slot, value, hops))
         return len(peers)
@@ -691,10 +697,21 @@ class KomradeProtocol(KademliaProtocol):
         envelope: peers that hold a gossip copy delete it and pass it on in turn; the others answer and stop. It
         follows the copies, once per node (a burned id is not burned twice), with no hop budget to abuse: only a
         node that really held the envelope forwards, and only whoever can read it knows the secret."""
-        contacts = [n for b in self.router.buckets for n in b.get_nodes() if (n.ip, n.port) != exclude]
-        for peer in gossip.pick(contacts, self.gossip.fanout):
+        contacts = [(n.ip, n.port) for b in self.router.buckets for n in b.get_nodes()]
+        targets = set(self._flood_links.pop(key, ())) | set(gossip.pick(contacts, self.gossip.fanout))
+        for addr in targets - {exclude}:
             self.counters["burn_passed"] += 1
-            self.spawn(self.call((peer.ip, peer.port), "burn", key, secret))
+            self.spawn(self.call(addr, "burn", key, secret))
+
+    def _link(self, key: bytes, addr: tuple[str, int]) -> None:
+        """Remember that ``addr`` sent us, or got from us, a copy of ``key`` (flooded or appended): where a burn of it
+        goes next."""
+        links = self._flood_links.pop(key, [])
+        if addr not in links and len(links) < 16:
+            links.append(addr)
+        self._flood_links[key] = links
+        if len(self._flood_links) > self.gossip.seen_capacity // 10:
+            self._flood_links.popitem(last=False)
 
     def is_close_to(self, key: bytes) -> bool:
         """Plausibly among the k closest to ``key``: fewer than k known nodes are closer than we are."""
@@ -842,6 +859,7 @@ class KomradeProtocol(KademliaProtocol):
         sent = 0
         for slot in slots:
             for _, data, _ in self.store.slot_entries(slot):
+                self._link(env.envelope_id(data), (node.ip, node.port))
                 ok, _ = await self.call((node.ip, node.port), "append", slot, data)
                 sent += 1
                 if sent >= HANDOFF_LIMIT or (not ok and self.is_silent((node.ip, node.port))):
@@ -899,6 +917,7 @@ class KomradeProtocol(KademliaProtocol):
         return self.handle_call_response(result, node_to_ask)
 
     async def call_append(self, node_to_ask: Node, slot: bytes, value: bytes) -> tuple[bool, Any]:
+        self._link(env.envelope_id(value), (node_to_ask.ip, node_to_ask.port))  # where a burn of it goes next
         result = await self.call((node_to_ask.ip, node_to_ask.port), "append", slot, value)
         return self.handle_call_response(result, node_to_ask)
 
