@@ -90,8 +90,19 @@ def test_feeds_compose_friends_profile_screens(tmp_path: Path, bg: ui.LoopThread
 
             # -- feeds: world and local tabs --------------------------------------------------------------------
             await ui.press(rail(app, "feeds"))
-            await ui.press(feeds.refresh_button)
-            await ui.until(lambda: len(feeds.cards) >= 2, 60, "the world feed shown")
+            # the snackbars of the posts above may still be opening and take the touch: press until it starts
+            for _ in range(4):
+                await ui.press(feeds.refresh_button)
+                started = len(app.notices)
+                try:
+                    await ui.until(lambda: feeds.refresh_button.disabled or len(app.notices) > started, 3, "pulling")
+                    break
+                except AssertionError:
+                    continue
+            try:
+                await ui.until(lambda: len(feeds.cards) >= 2, 60, "the world feed shown")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; cards {list(feeds.cards)}; notices {app.notices[-4:]}") from None
             await ui.screenshot("14-feeds-world")
             await ui.press(feeds.tabs["local"])
             feeds.lat_field.text, feeds.lon_field.text = "52.53", "13.41"
