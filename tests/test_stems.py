@@ -122,8 +122,10 @@ def test_a_stem_relay_that_swallows_everything_loses_no_message(tmp_path: Path) 
             # the read-only sender confirms before send_dm returns
             key2 = await send_dm(alice, reader_only, bob.address.text, "and again")
             assert sum(r.store.has_blob(key2) for r in relays) >= 3
-            assert reader_only.protocol.counters["stem_republished"] == 1
-            assert sum(r.protocol.counters["stem_swallowed"] for r in relays) >= 2
+            # its successor is a black hole unless it happened to pick the writer (the one honest relay)
+            if reader_only.protocol.stem_route._successor != writer.address:
+                assert reader_only.protocol.counters["stem_republished"] == 1
+            assert sum(r.protocol.counters["stem_swallowed"] for r in relays) >= 1
         finally:
             await shutdown([reader_only, *relays], (alice, bob))
 

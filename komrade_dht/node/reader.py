@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 class ReadLimits:
     """What one slot read may cost the reader at most. Defaults suit a DM sync over a loopback or a WAN network."""
 
-    extra_holders: int = 4
+    extra_holders: int = 8
     """Random contacts beyond the k closest also asked (a slot eclipsed by ids placed next to it is still read)."""
     pages_per_holder: int = 120
     """slot_page requests per holder paged (~50 ids per page)."""
