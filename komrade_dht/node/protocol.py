@@ -828,20 +828,24 @@ class KomradeProtocol(KademliaProtocol):
     def contact_count(self) -> int:
         return sum(len(bucket) for bucket in self.router.buckets)
 
-    def _room_possible(self, node: Node) -> bool:
-        """Whether :meth:`_make_room_for` could take ``node`` (it is closer to us than our farthest contact)."""
-        farthest = max(
-            (n for b in self.router.buckets for n in b.get_nodes()), key=self.source_node.distance_to, default=None
-        )
-        return farthest is not None and node.distance_to(self.source_node) < farthest.distance_to(self.source_node)
-
-    def _make_room_for(self, node: Node) -> bool:
-        """At the contact cap: a newcomer closer to us than our farthest contact replaces it (the near buckets
-        decide which slots we hold); anyone else is refused. True if there is room now."""
+    def _farthest_if_closer(self, node: Node) -> Node | None:
+        """Our farthest contact, if ``node`` is closer to us than it (then ``node`` may take its place at the cap)."""
         farthest = max(
             (n for b in self.router.buckets for n in b.get_nodes()), key=self.source_node.distance_to, default=None
         )
         if farthest is None or node.distance_to(self.source_node) >= farthest.distance_to(self.source_node):
+            return None
+        return farthest
+
+    def _room_possible(self, node: Node) -> bool:
+        """Whether :meth:`_make_room_for` could take ``node``."""
+        return self._farthest_if_closer(node) is not None
+
+    def _make_room_for(self, node: Node) -> bool:
+        """At the contact cap: a newcomer closer to us than our farthest contact replaces it (the near buckets
+        decide which slots we hold); anyone else is refused. True if there is room now."""
+        farthest = self._farthest_if_closer(node)
+        if farthest is None:
             return False
         self.forget(farthest)
         self.counters["contact_replaced_cap"] += 1

@@ -537,13 +537,13 @@ class KomradeNode(Server):
         result.wanted[:0] = local
         return result
 
-    async def slot_ids_at(self, node: Node, slot: bytes, max_pages: int = 120) -> list[bytes]:
-        """Every id ``node`` lists for ``slot``, paging with its cursor (at most ``max_pages`` pages; stops at the
-        first failure)."""
+    async def slot_ids_at(self, node: Node, slot: bytes) -> list[bytes]:
+        """Every id ``node`` lists for ``slot``, paging with its cursor (at most ``config.read.pages_per_holder``
+        pages, as a read; stops at the first failure)."""
         assert self.protocol is not None
         ids: list[bytes] = []
         cursor = 0
-        for _ in range(max_pages):
+        for _ in range(self.config.read.pages_per_holder):
             ok, value = await self.protocol.call_slot_page(node, slot, cursor, 256)
             if not ok or not value[0]:
                 break
