@@ -62,15 +62,16 @@ async def hold(seconds: float) -> None:
         await frames(1)
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    """Wait (drawing frames) until ``predicate()`` is truthy; fail at the deadline."""
+async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str | Callable[[], str] = "") -> Any:
+    """Wait (drawing frames) until ``predicate()`` is truthy; fail at the deadline saying ``what`` (or what it
+    returns then)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what or predicate}")
+            raise AssertionError(f"not within {timeout} s: {(what() if callable(what) else what) or predicate}")
         await asyncio.sleep(0.02)
 
 
@@ -94,6 +95,22 @@ async def press(widget: Any) -> None:
     await hold(0.15)
     touch.touch_up()
     await frames(2)
+
+
+async def press_until(widget: Any, predicate: Callable[[], Any], timeout: float = 40.0,
+                      what: str | Callable[[], str] = "",
+                      again_after: float = 10.0) -> Any:
+    """Press ``widget`` (or the widget ``widget()`` returns now) until ``predicate()`` holds, as a person taps again
+    when nothing happened: a tap can be lost to a layout that moved under the finger on a loaded machine. Only for
+    actions that are harmless to repeat (open a dialog, sync, refresh)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await press(widget() if callable(widget) and not hasattr(widget, "get_root_window") else widget)
+        try:
+            return await until(predicate, min(again_after, max(0.1, deadline - time.monotonic())), what)
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 class LoopThread:

@@ -217,8 +217,8 @@ def test_onboarding_contacts_messages_burn_and_close(tmp_path: Path, bg: ui.Loop
             await ui.press(chats.cards["Bob"])
             await ui.until(lambda: app.shell.manager.current == "thread" and reply_id in thread.bubble_widgets
                            and thread.bubble_widgets[reply_id].get_root_window() is not None, 40)
-            await ui.press(thread.bubble_widgets[reply_id].burn_button)
-            await ui.until(lambda: getattr(thread, "dialog", None) is not None, 40, "the burn confirmation")
+            await ui.press_until(lambda: thread.bubble_widgets[reply_id].burn_button,
+                                 lambda: getattr(thread, "dialog", None) is not None, 40, "the burn confirmation")
             await ui.frames(5)
             await ui.screenshot("08-burn-confirm")
             await ui.press(thread.dialog.ok_button)
@@ -316,9 +316,9 @@ def test_unlock_errors_and_a_node_that_stops(tmp_path: Path, bg: ui.LoopThread) 
             status = app.screen("status")
             assert app.shell.manager.current == "status" and "does not answer" in status.problem.text
             assert status.lines["state"].text.startswith("not answering")
-            await ui.press(status.sync_button)
-            await ui.until(lambda: any(n.startswith("Sync failed") and "does not answer" in n for n in app.notices),
-                           40, "the failure said")
+            await ui.press_until(status.sync_button,
+                                 lambda: any(n.startswith("Sync failed") and "does not answer" in n
+                                             for n in app.notices), 60, lambda: f"the failure said (notices: {app.notices})")
             await ui.screenshot("12-node-down")
             await ui.press(rail(app, "contacts"))  # still responds
             assert app.shell.manager.current == "contacts"

@@ -95,10 +95,12 @@ class ThreadScreen(BaseScreen):
         unread = [i.id for i in items if not i.mine and not i.read]
         if unread:
             self.app.backend.mark_read(unread)
-        shown = (peer, tuple((i.id, i.acks) for i in items))
+        shown = (peer, tuple(i.id for i in items))
         if shown == getattr(self, "_shown", None):
+            for item in items:  # the same bubbles: only their counts change, in place (a finger may be on one)
+                self.bubble_widgets[item.id].meta.text = self._meta(item)
             self._budget()
-            return  # nothing visible changed: keep the widgets (a finger may be on one)
+            return
         self._shown = shown
         self.bubbles.clear_widgets()
         self.bubble_widgets: dict[str, Any] = {}
@@ -109,9 +111,9 @@ class ThreadScreen(BaseScreen):
         self._budget()
 
     def _bubble(self, item: Any) -> Any:
-        meta = when(item.at) + (f"  -  {taken(item.acks)}" if item.mine else "")
         text = label(item.text)
-        parts = [text, label(meta, role="small")]
+        meta = label(self._meta(item), role="small")
+        parts = [text, meta]
         content = column(*parts, spacing=2)
         burn = None
         if not item.mine:
@@ -124,9 +126,13 @@ class ThreadScreen(BaseScreen):
         if item.mine:
             wrapper.add_widget(MDBoxLayout(size_hint_x=0.25))
         wrapper.add_widget(card)
-        card.burn_button = burn
+        card.burn_button, card.meta = burn, meta
         self.bubble_widgets[item.id] = card
         return wrapper
+
+    @staticmethod
+    def _meta(item: Any) -> str:
+        return when(item.at) + (f"  -  {taken(item.acks)}" if item.mine else "")
 
     def send(self) -> None:
         text = self.compose.text

@@ -68,6 +68,8 @@ SOURCE_SHARE = 4
 GROUP_COMMIT_WINDOW = 0.002
 #: ... or at most this many.
 GROUP_COMMIT_MAX = 128
+#: How many peers a node remembers per envelope for burns: those it heard a copy from, and (more) those it gave one.
+LINKS_HEARD, LINKS_GIVEN = 16, 48
 #: Verification pings to newcomers we send per second at most (and burst), whoever asks.
 VERIFY_RATE, VERIFY_BURST = 20.0, 50.0
 
@@ -153,6 +155,10 @@ class KomradeProtocol(KademliaProtocol):
         self.seen = gossip.SeenCache(gossip_config.seen_capacity)
         #: Envelopes deleted by a burn, refused if they come back (from a holder that missed the burn).
         self.burned = gossip.SeenCache(gossip_config.seen_capacity)
+        #: Burns that arrived before the copy (the flood or a background append was still on its way): id -> burn
+        #: hash. A copy that arrives later is refused if its own burn hash matches, which nobody can forge without
+        #: the secret, so a note can only ever stop the envelope it names.
+        self.burn_notes: OrderedDict[bytes, bytes] = OrderedDict()
         self.counters: Counter[str] = Counter()
         self._log = RateLimitedLog(log)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -411,7 +417,7 @@ class KomradeProtocol(KademliaProtocol):
             return "bad_envelope"
         if key is not None and not self.is_close_to(key):
             return "not_close"
-        if env.envelope_id(data) in self.burned:
+        if self.was_burned(env.envelope_id(data), data):
             return "burned"
         if not env.check_pow(data, self.pow, slot):
             return "insufficient_work"
@@ -478,6 +484,12 @@ class KomradeProtocol(KademliaProtocol):
             self._flush_handle = None
         batch, self._batch = self._batch, []
         if not batch or self.store is None:
+            return
+        burned = [entry for entry in batch if self.was_burned(env.envelope_id(entry[3]), entry[3])]
+        for msg, addr, *_ in burned:  # a burn came while the batch waited: it wins
+            self._reply(addr, msg, False, "burned")
+        batch = [entry for entry in batch if entry not in burned]
+        if not batch:
             return
         items = [(slot, value, int.from_bytes(value[2:6], "big"), reserve) for _, _, slot, value, reserve, _ in batch]
         try:
@@ -558,7 +570,7 @@ class KomradeProtocol(KademliaProtocol):
             env.parse_outer(value)
         except EnvelopeError:
             return False, "bad_envelope"
-        if key in self.burned:
+        if self.was_burned(key, value):
             return False, "burned"
         if not env.check_pow(value, self.pow, slot):
             return False, "insufficient_work"
@@ -599,7 +611,7 @@ class KomradeProtocol(KademliaProtocol):
         contacts = [n for b in self.router.buckets for n in b.get_nodes() if (n.ip, n.port) != exclude]
         peers = gossip.pick(contacts, self.gossip.fanout)
         for peer in peers:
-            self._link(env.envelope_id(value), (peer.ip, peer.port))
+            self._link(env.envelope_id(value), (peer.ip, peer.port), gave=True)
             self.counters["gossip_forwarded"] += 1
             self.spawn(self.call((peer.ip, peer.port), "gossip", slot, value, hops))
         return len(peers)
@@ -682,6 +694,11 @@ class KomradeProtocol(KademliaProtocol):
         """Delete an envelope whoever reveals its burn secret: no identity needed, only knowledge of the content."""
         held = self.store.get_blob(key) if self.store is not None else None
         if held is None:
+            if self.store is not None and len(secret) <= 64:
+                self.burn_notes[key] = env.burn_hash(secret)  # the copy may still be on its way here
+                self.burn_notes.move_to_end(key)
+                if len(self.burn_notes) > self.gossip.seen_capacity // 10:
+                    self.burn_notes.popitem(last=False)
             return True, False
         if not hmac.compare_digest(env.burn_hash(secret), held[6:22]):
             return False, "wrong_burn_secret"
@@ -691,6 +708,16 @@ class KomradeProtocol(KademliaProtocol):
         self.counters["burned"] += 1
         self.pass_burn(key, secret, exclude=sender)
         return True, True
+
+    def was_burned(self, key: bytes, data: bytes) -> bool:
+        """``data`` (envelope ``key``) was burned here, or a burn for it came before it did."""
+        if key in self.burned:
+            return True
+        note = self.burn_notes.get(key)
+        if note is None or not hmac.compare_digest(note, data[6:22]):
+            return False
+        self.burned.add(key)
+        return True
 
     def pass_burn(self, key: bytes, secret: bytes, exclude: tuple[str, int] | None = None) -> None:
         """A holder that deleted a copy passes the burn on to ``fanout`` random peers, as the flood passed the
@@ -703,11 +730,13 @@ class KomradeProtocol(KademliaProtocol):
             self.counters["burn_passed"] += 1
             self.spawn(self.call(addr, "burn", key, secret))
 
-    def _link(self, key: bytes, addr: tuple[str, int]) -> None:
-        """Remember that ``addr`` sent us, or got from us, a copy of ``key`` (flooded or appended): where a burn of it
-        goes next."""
+    def _link(self, key: bytes, addr: tuple[str, int], *, gave: bool = False) -> None:
+        """Remember that ``addr`` sent us, or got from us (``gave``), a copy of ``key`` (flooded or appended): where a
+        burn of it goes next. Those we gave a copy to are always kept (at most ``LINKS_GIVEN``: fanout, holders,
+        hand-offs): only we can lead a burn to them; those that sent us one are kept while there is room (a
+        popular node hears from many, and each sender is reached through its own links too)."""
         links = self._flood_links.pop(key, [])
-        if addr not in links and len(links) < 16:
+        if addr not in links and len(links) < (LINKS_GIVEN if gave else LINKS_HEARD):
             links.append(addr)
         self._flood_links[key] = links
         if len(self._flood_links) > self.gossip.seen_capacity // 10:
@@ -863,7 +892,7 @@ class KomradeProtocol(KademliaProtocol):
         sent = 0
         for slot in slots:
             for _, data, _ in self.store.slot_entries(slot):
-                self._link(env.envelope_id(data), (node.ip, node.port))
+                self._link(env.envelope_id(data), (node.ip, node.port), gave=True)
                 ok, _ = await self.call((node.ip, node.port), "append", slot, data)
                 sent += 1
                 if sent >= HANDOFF_LIMIT or (not ok and self.is_silent((node.ip, node.port))):
@@ -921,7 +950,7 @@ class KomradeProtocol(KademliaProtocol):
         return self.handle_call_response(result, node_to_ask)
 
     async def call_append(self, node_to_ask: Node, slot: bytes, value: bytes) -> tuple[bool, Any]:
-        self._link(env.envelope_id(value), (node_to_ask.ip, node_to_ask.port))  # where a burn of it goes next
+        self._link(env.envelope_id(value), (node_to_ask.ip, node_to_ask.port), gave=True)  # where a burn of it goes next
         result = await self.call((node_to_ask.ip, node_to_ask.port), "append", slot, value)
         return self.handle_call_response(result, node_to_ask)
 

@@ -378,9 +378,9 @@ class KomradeNode(Server):
         assert self.protocol is not None
         if delay:
             await asyncio.sleep(delay)
-        if int.from_bytes(envelope[2:6], "big") <= time.time():
-            return True  # expired: nothing left to deliver
         key = env.envelope_id(envelope)
+        if int.from_bytes(envelope[2:6], "big") <= time.time() or key in self.protocol.burned:
+            return True  # expired or burned by its writer: nothing left to deliver
         holders = (await self.closest(slot))[: self.ksize]
         for node in gossip.pick(holders, 2):
             ok, heads = await self.protocol.call_get_heads(node, [key])
@@ -494,8 +494,8 @@ class KomradeNode(Server):
         held = self.store.get_blob(key) if self.store is not None else None
         if held is not None and hmac.compare_digest(env.burn_hash(secret), held[6:22]):
             self.store.delete_blob(key)  # type: ignore[union-attr]
-            self.protocol.burned.add(key)
             burned += 1
+        self.protocol.burned.add(key)  # never republished from here (a stem's check), never taken back
         self.protocol.pass_burn(key, secret)  # and after the copies the flood left on random nodes
         return burned
 
