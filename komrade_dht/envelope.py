@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nacl import bindings
@@ -32,7 +34,7 @@ from nacl.exceptions import CryptoError
 
 from . import codec
 from .errors import CodecError, EnvelopeError
-from .identity import Identity, PublicIdentity
+from .identity import Identity, PublicIdentity, RootlessIdentity
 from .slots import DEFAULT_TTL, MAX_TTL
 
 VERSION = 1
@@ -267,12 +269,20 @@ def seal(
     pow: PowParams = PowParams(),
     slot: bytes = NO_SLOT,
     tag: bytes | None = None,
+    to_keys: Sequence[bytes] | None = None,
 ) -> bytes:
     """Seal ``body`` from ``sender`` to ``recipient``; returns the envelope bytes (padded to a size class, with
     the proof of work ``pow`` asks for, bound to ``slot``: the slot it will be appended to). ``tag``: a 16-byte
-    contact tag the recipient can recognise without public-key work (:mod:`komrade_dht.social.tags`)."""
+    contact tag the recipient can recognise without public-key work (:mod:`komrade_dht.social.tags`).
+    ``to_keys``: the X25519 keys to write a recipient header for (the recipient's devices,
+    :mod:`komrade_dht.social.devices`), in random order; by default the recipient's own box key. The envelope
+    still names ``recipient``, whichever of these keys opens it."""
     if tag is not None and len(tag) != TAG_LEN:
         raise EnvelopeError(f"a contact tag is {TAG_LEN} bytes")
+    keys = [recipient.box_public_key] if to_keys is None else list(dict.fromkeys(to_keys))
+    if not 1 <= len(keys) <= MAX_RECIPIENTS or any(not isinstance(k, bytes) or len(k) != 32 for k in keys):
+        raise EnvelopeError(f"a sealed envelope goes to 1..{MAX_RECIPIENTS} X25519 keys of 32 bytes")
+    random.SystemRandom().shuffle(keys)
     if not 0 < ttl <= MAX_TTL:
         raise EnvelopeError(f"lifetime must be between 1 second and 30 days, not {ttl} s")
     now = time.time() if now is None else now
@@ -280,21 +290,23 @@ def seal(
     expires_at = created + ttl
     burn_secret = os.urandom(16) if burn_secret is None else burn_secret
     kind = KIND_SEALED | (TAGGED if tag is not None else 0)
-    tags = tag or b""
+    # one tag per header: the contact's where its reader looks, random bytes in the others
+    tags = b"".join(tag if i == 0 else os.urandom(TAG_LEN) for i in range(len(keys))) if tag is not None else b""
     prefix = struct.pack(">BBI16s", VERSION, kind, expires_at, burn_hash(burn_secret))
     payload = codec.pack(
         [content_type, sender.verify_key, recipient.verify_key, created, body, burn_secret, _outer_hash(prefix)]
     )
     inner = codec.pack([payload, sender.sign(_SIG_DOMAIN + payload)])
     plain_len = 2 + len(inner)
-    size = _pick_class(FIXED_LEN + len(tags) + HEADER_LEN + _SECRETBOX_OVERHEAD + plain_len)
+    headers_len = HEADER_LEN * len(keys)
+    size = _pick_class(FIXED_LEN + len(tags) + headers_len + _SECRETBOX_OVERHEAD + plain_len)
     plaintext = len(inner).to_bytes(2, "big") + inner
-    plaintext += bytes(size - FIXED_LEN - len(tags) - HEADER_LEN - _SECRETBOX_OVERHEAD - len(plaintext))
+    plaintext += bytes(size - FIXED_LEN - len(tags) - headers_len - _SECRETBOX_OVERHEAD - len(plaintext))
     content_key = os.urandom(32)
     nonce = os.urandom(24)
     boxed = nonce + bindings.crypto_secretbox(plaintext, nonce, content_key)
-    header = bindings.crypto_box_seal(content_key, recipient.box_public_key)
-    out = prefix + bytes(8) + bytes([1]) + tags + header + boxed
+    headers = b"".join(bindings.crypto_box_seal(content_key, k) for k in keys)
+    out = prefix + bytes(8) + bytes([len(keys)]) + tags + headers + boxed
     assert len(out) == size
     return mint_pow(out, pow, slot, now)
 
@@ -319,12 +331,21 @@ def max_body(content_type: str = "dm") -> int:
 
 
 class TrialDecryptor:
-    """Tries envelopes against one identity's key; a miss costs one X25519 per recipient header."""
+    """Tries envelopes against one identity's keys; a miss costs one X25519 per recipient header and key.
 
-    def __init__(self, identity: Identity) -> None:
-        self._identity = identity
-        self._pk = identity.public.box_public_key
-        self._sk = bytes(identity.box_private_key)
+    ``identity``: the identity envelopes must name as their recipient; its own box key is tried if it is a full
+    :class:`Identity`. ``devices``: further keys that open envelopes sealed to that identity (a device's own key,
+    :mod:`komrade_dht.social.devices`); a device paired without the root key passes only its public identity."""
+
+    def __init__(
+        self, identity: Identity | PublicIdentity | RootlessIdentity, devices: Sequence[Identity] = ()
+    ) -> None:
+        self._recipient = identity.verify_key
+        keys = ([identity] if isinstance(identity, Identity) else []) + list(devices)
+        pairs = {k.verify_key: (k.public.box_public_key, bytes(k.box_private_key)) for k in keys}
+        if not pairs:
+            raise ValueError("a trial decryptor needs at least one secret key")
+        self._keys = list(pairs.values())
 
     def content_key(self, data: bytes) -> bytes | None:
         """The content key if one of the headers is for us, else None. ``data`` must have passed parse_outer."""
@@ -332,10 +353,11 @@ class TrialDecryptor:
         first = FIXED_LEN + (TAG_LEN * n if data[1] & TAGGED else 0)
         for i in range(n):
             start = first + i * HEADER_LEN
-            try:
-                return bindings.crypto_box_seal_open(data[start : start + HEADER_LEN], self._pk, self._sk)
-            except CryptoError:
-                continue
+            for pk, sk in self._keys:
+                try:
+                    return bindings.crypto_box_seal_open(data[start : start + HEADER_LEN], pk, sk)
+                except CryptoError:
+                    continue
         return None
 
     def open(self, data: bytes, now: float | None = None) -> Opened | None:
@@ -373,7 +395,7 @@ class TrialDecryptor:
             and isinstance(signature, bytes)
         ):
             raise EnvelopeError("envelope inner fields have the wrong types")
-        if recipient_vk != self._identity.verify_key:
+        if recipient_vk != self._recipient:
             raise EnvelopeError("envelope was sealed to us but names another recipient (forwarded copy?)")
         if outer_hash != _outer_hash(data[:22]) or burn_hash(burn_secret) != outer.burn_hash:
             raise EnvelopeError("envelope outer fields were changed after signing")

@@ -176,3 +176,11 @@ class CollectiveError(KomradeError):
     """A collective's operation cannot be built, or its log cannot be replayed (no founding operation, or
     several for different collectives). Single bad operations do not raise during a replay: they are listed in
     the state with a reason."""
+
+
+class DeviceError(KomradeError):
+    """A device of an identity (issue 14) cannot be paired, listed or removed; the message says why."""
+
+
+class RootKeyAbsent(DeviceError):
+    """This device was paired: it holds its own device keys, not the identity's root key."""

@@ -23,12 +23,15 @@ import nacl.exceptions
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
 
+from .errors import RootKeyAbsent
+
 __all__ = [
     "SEED_BYTES",
     "VERIFY_KEY_BYTES",
     "SIGNATURE_BYTES",
     "Identity",
     "PublicIdentity",
+    "RootlessIdentity",
     "fingerprint",
     "is_valid_verify_key",
 ]
@@ -227,3 +230,42 @@ class Identity:
 
     def __reduce__(self) -> object:
         raise TypeError("an Identity holds a secret and cannot be pickled; store its seed in the keystore")
+
+
+class RootlessIdentity:
+    """The identity as a device paired to it holds it (issue 14): its public half, and none of its secrets.
+
+    Whatever needs the root key (signing as the identity, its seed, its box key) raises RootKeyAbsent with a
+    sentence saying what to do instead; a paired device sends and reads with its own device keys
+    (:mod:`komrade_dht.social.devices`)."""
+
+    __slots__ = ("_public",)
+
+    def __init__(self, public: PublicIdentity) -> None:
+        self._public = public
+
+    @property
+    def public(self) -> PublicIdentity:
+        return self._public
+
+    @property
+    def verify_key(self) -> bytes:
+        return self._public.verify_key
+
+    def fingerprint(self) -> str:
+        return self._public.fingerprint()
+
+    def _absent(self, *_: object) -> object:
+        raise RootKeyAbsent(
+            "this device was paired and holds no root key: do this on the identity's first device, or join from "
+            "the recovery phrase (a full copy that cannot be revoked)"
+        )
+
+    seed = property(_absent)
+    signing_key = property(_absent)
+    box_private_key = property(_absent)
+    sign = _absent
+    local_data_key = _absent
+
+    def __repr__(self) -> str:
+        return f"RootlessIdentity(fingerprint={self.fingerprint()!r})"

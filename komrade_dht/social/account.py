@@ -9,7 +9,7 @@ from typing import Any
 
 from ..address import Address, decode_address
 from ..errors import KomradeError
-from ..identity import Identity, PublicIdentity
+from ..identity import Identity, PublicIdentity, RootlessIdentity
 from ..keystore import create_keystore, open_keystore
 from .userdata import UserData
 
@@ -34,13 +34,24 @@ class Account:
     """The open identity and local data of one user. Use :meth:`create` or :meth:`open`, then :meth:`close`."""
 
     def __init__(self, data_dir: Path, identity: Identity, meta: dict[str, Any]) -> None:
+        """``identity``: the keystore's key. For a device paired to an identity (``meta["identity"]``, issue 14)
+        it is the device's own key, and :attr:`identity` is the identity's public half only."""
         self.data_dir = Path(data_dir)
-        self.identity = identity
+        #: The key this device reads and writes with: the root identity itself, or a paired device's own key.
+        self.device: Identity = identity
+        self.identity: Identity | RootlessIdentity = identity
+        if meta.get("identity"):
+            self.identity = RootlessIdentity(PublicIdentity(bytes.fromhex(meta["identity"])))
         self.name: str = meta["name"]
         self.width: int = meta["width"]
         #: When this identity was made (0 if restored from a seed): nothing can have been sent to it before.
         self.created: int = meta.get("created", 0)
         self.data = UserData(self.data_dir / USERDATA_FILE, identity.local_data_key())
+
+    @property
+    def has_root(self) -> bool:
+        """Whether this device holds the identity's root key (it made it, or joined from the recovery phrase)."""
+        return isinstance(self.identity, Identity)
 
     @classmethod
     def create(
@@ -65,6 +76,21 @@ class Account:
         Address(identity.verify_key, width)  # validates the width before anything is written
         create_keystore(data_dir / KEYSTORE_FILE, identity.seed, passphrase, meta, **kdf)
         return cls(data_dir, identity, meta)
+
+    @classmethod
+    def create_paired(
+        cls, data_dir: Path, identity: PublicIdentity, name: str, width: int, passphrase: str, device_seed: bytes,
+        **kdf: Any,
+    ) -> Account:
+        """Store a device paired to ``identity`` (issue 14): the keystore holds this device's own seed, never the
+        identity's root seed. Refuses to replace an existing keystore."""
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        meta = {"name": name[:64] or "unnamed", "width": width, "created": int(time.time()),
+                "identity": identity.verify_key.hex()}
+        Address(identity.verify_key, width)
+        create_keystore(data_dir / KEYSTORE_FILE, device_seed, passphrase, meta, **kdf)
+        return cls(data_dir, Identity.from_seed(device_seed), meta)
 
     @classmethod
     def open(cls, data_dir: Path, passphrase: str) -> Account:

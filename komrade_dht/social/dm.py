@@ -21,6 +21,7 @@ from ..errors import CodecError, EnvelopeError, KomradeError
 from ..node import KomradeNode
 from ..node.reader import ReadResult
 from ..slots import MAX_TTL, MAX_WIDTH, SlotParams, slot_id
+from . import devices
 from .account import Account
 from .tags import TagBook, next_tag
 
@@ -98,16 +99,19 @@ async def send_dm(
     body = encode_dm(account.name, account.width, text)
     kwargs = {"ttl": ttl} if ttl is not None else {}
     slot = slot_id(recipient.verify_key, recipient.width, params.epoch(now))
+    to_keys = await devices.recipient_keys(account, node, recipient.public, now=now)
+    sender, body, content_type = devices.signer(account, body, "dm")
     data = await asyncio.to_thread(
         seal,
-        account.identity,
+        sender,
         recipient.public,
         body,
-        content_type="dm",
+        content_type=content_type,
         now=now,
         pow=node.config.pow,
         slot=slot,
         tag=next_tag(account, recipient.public, params.epoch(now)),
+        to_keys=to_keys,
         **kwargs,
     )
     acks = await node.send(slot, data)
@@ -130,7 +134,8 @@ async def sync_inbox(
     # From the last sync, or for a first sync from when the identity was made (a restored one: 30 days back),
     # with one epoch of overlap for clock skew.
     since = state.get("last_sync", max(account.created, now - MAX_TTL)) - params.epoch_seconds
-    decryptor = TrialDecryptor(account.identity)
+    await devices.keep_list(account, node, now=now)
+    decryptor = TrialDecryptor(account.identity, [account.device])
     epochs = params.epochs_since(since, now)
     slots = [slot_id(account.identity.verify_key, account.width, e) for e in epochs]
     limit = asyncio.Semaphore(SYNC_PARALLEL_EPOCHS)
@@ -171,6 +176,8 @@ def _receive(
     except EnvelopeError as exc:
         log.warning("dropped an envelope addressed to us: %s", exc)
         return None
+    if opened is not None:
+        opened = devices.unwrap(account, opened, now)
     if opened is not None and opened.content_type in RECEIVERS:
         RECEIVERS[opened.content_type](account, opened, slot, now)
         return None

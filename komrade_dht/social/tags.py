@@ -43,8 +43,9 @@ def tag(key: bytes, epoch: int, counter: int) -> bytes:
 
 def next_tag(account: Account, recipient: PublicIdentity, epoch: int) -> bytes | None:
     """The tag for our next envelope to ``recipient`` in ``epoch`` (and count it), or None if they are not a
-    contact of ours (then they would not be looking for it either)."""
-    if account.contact(recipient.verify_key) is None:
+    contact of ours (then they would not be looking for it either), or this device holds no root key (the tag
+    key is the identity's; a paired device's envelopes go untagged and cost one trial decryption)."""
+    if account.contact(recipient.verify_key) is None or not account.has_root:
         return None
     record_id = recipient.verify_key + epoch.to_bytes(4, "big")
     counter = int((account.data.get("tagctr", record_id) or {}).get("n", 0))
@@ -57,7 +58,7 @@ class TagBook:
 
     def __init__(self, account: Account, epochs: list[int], window: int = WINDOW) -> None:
         self._expected: dict[bytes, bytes] = {}
-        for contact in account.contacts():
+        for contact in account.contacts() if account.has_root else []:  # a paired device cannot compute tag keys
             peer = decode_address(contact.address).public
             key = pair_key(account.identity, peer)
             for epoch in epochs:

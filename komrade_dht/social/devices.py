@@ -1,0 +1,302 @@
+"""One identity on several devices, with real revocation (issue 14).
+
+- **Device keys.** A device paired to an identity has its own 32-byte seed (in its keystore, encrypted at rest):
+  an Ed25519 device signing key and its X25519 conversion, the device box key. It never holds the identity's root
+  seed. The device that made the identity (and any copy restored from the recovery phrase) uses the root key
+  itself as its device key: such a copy can never be revoked.
+- **Device list.** A signed mutable record of the identity (:mod:`komrade_dht.records`, salt ``devices``, signed by
+  the root key, sequence number, republished by the root device so it does not expire) listing each device's
+  verify key, name and when it was added. Senders seal to every listed device key (one recipient header each,
+  :func:`komrade_dht.envelope.seal` ``to_keys``), and to the identity's own key while it has no list (old
+  identities and single-device ones keep working). Removing a device publishes a new list without it: what is
+  sealed after a sender saw that list does not open with the removed device's key; what it already had stays.
+- **Freshness.** A sender uses its cached copy of a recipient's list if fetched in the last
+  :data:`LIST_MAX_AGE` seconds, else fetches it (one record lookup); a list never rolls back to a lower sequence
+  number. So a removal is seen by a sender within a minute, at its next send after that.
+- **Sending as the identity from a paired device.** The envelope is sealed and signed with the device key, its
+  content type prefixed ``via/`` and its body wrapped with the identity's key and a root signature over the device
+  key (the device's certificate, from pairing). A recipient checks the certificate and, if it holds a list of that
+  identity (its own identity's, refreshed at every sync; a contact's, refreshed when it sends to them), that the
+  device is still on it; then it treats the envelope as the identity's. So a removed device can still send as the
+  identity to people who hold no (fresh) list of it, until its certificate is refused by their next refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .. import codec, records
+from ..envelope import MAX_RECIPIENTS, Opened
+from ..errors import CodecError, DeviceError, NetworkError, RecordError, RootKeyAbsent
+from ..identity import Identity, PublicIdentity, is_valid_verify_key
+from ..node import KomradeNode
+from ..slots import MAX_TTL
+from .account import Account
+
+log = logging.getLogger(__name__)
+
+SALT = b"devices"
+#: How long a cached copy of someone's device list is used before a send fetches it again (seconds).
+LIST_MAX_AGE = 60
+#: The most devices one identity lists: one recipient header each, and an envelope carries at most this many.
+MAX_DEVICES = MAX_RECIPIENTS
+#: Content types sent by a paired device carry this prefix; their body is wrapped (see the module text).
+VIA = "via/"
+MAX_DEVICE_NAME = 32
+#: The root device republishes its list when it would expire within this many seconds.
+REPUBLISH_BEFORE = MAX_TTL // 2
+_CERT_DOMAIN = b"komrade/device-cert/v1"
+_ME = b"me"
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device of an identity, as its list shows it. ``key`` is the verify key (hex) of its device key."""
+
+    key: str
+    name: str
+    added: int
+    root: bool
+    this: bool = False
+
+
+def certificate(root: Identity, device_key: bytes) -> bytes:
+    """The root key's signature saying ``device_key`` is a device of the identity."""
+    return root.sign(_CERT_DOMAIN + root.verify_key + device_key)
+
+
+def check_certificate(identity_key: bytes, device_key: bytes, signature: bytes) -> bool:
+    try:
+        return PublicIdentity(identity_key).verify(_CERT_DOMAIN + identity_key + device_key, signature)
+    except ValueError:
+        return False
+
+
+def clean_name(name: str) -> str:
+    """A device name as lists carry it; DeviceError if it is empty or too long."""
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_DEVICE_NAME:
+        raise DeviceError(f"a device name is 1 to {MAX_DEVICE_NAME} characters")
+    return name.strip()
+
+
+def _encode(entries: list[list[Any]]) -> bytes:
+    return codec.pack([[bytes(k), str(n), int(a)] for k, n, a in entries])
+
+
+def _decode(value: bytes) -> list[list[Any]]:
+    """The entries of a device list record's value; DeviceError if it is not a valid one."""
+    try:
+        entries = codec.unpack(value, max_len=records.MAX_RECORD_BYTES, max_depth=2)
+    except CodecError:
+        raise DeviceError("the device list does not decode") from None
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_DEVICES:
+        raise DeviceError(f"a device list holds 1 to {MAX_DEVICES} devices")
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], bytes)
+                and is_valid_verify_key(entry[0]) and isinstance(entry[1], str) and len(entry[1]) <= MAX_DEVICE_NAME
+                and isinstance(entry[2], int) and not isinstance(entry[2], bool)):
+            raise DeviceError("a device list entry is not [verify key, name, added]")
+    if len({e[0] for e in entries}) != len(entries):
+        raise DeviceError("a device list names one device twice")
+    return entries
+
+
+# -- my identity's list (the root device writes it) --------------------------------------------------------------
+def _my_entries(account: Account) -> list[list[Any]]:
+    """My identity's device entries: the root device's own record, a paired device's cached copy, or (no list
+    yet) the root key alone."""
+    if account.has_root:
+        state = account.data.get("devices", _ME)
+        if state is not None:
+            return state["entries"]
+    else:
+        cached = account.data.get("devlist", account.identity.verify_key)
+        if cached is not None:
+            return cached["entries"]
+    return [[account.identity.verify_key, "first device", account.created]]
+
+
+def my_devices(account: Account) -> list[Device]:
+    """The devices of my identity as this device knows them (``this``: the one running this code)."""
+    root = account.identity.verify_key
+    return [Device(k.hex(), n, a, k == root, k == account.device.verify_key) for k, n, a in _my_entries(account)]
+
+
+def my_device_keys(account: Account) -> list[bytes]:
+    """The verify keys of my identity's devices."""
+    return [e[0] for e in _my_entries(account)]
+
+
+async def publish_list(
+    account: Account, node: KomradeNode, entries: list[list[Any]], *, now: float | None = None
+) -> records.Record:
+    """Sign and publish my identity's device list with the next sequence number (root device only)."""
+    if not account.has_root:
+        raise RootKeyAbsent("only the identity's first device (or a copy restored from its recovery phrase) can "
+                            "change the device list")
+    if len(entries) > MAX_DEVICES:
+        raise DeviceError(f"an identity has at most {MAX_DEVICES} devices; remove one first")
+    now = time.time() if now is None else now
+    state = account.data.get("devices", _ME) or {}
+    seq = state.get("seq", 0) + 1
+    if "seq" not in state:  # a copy restored from the recovery phrase continues the list the network holds
+        held = await _fetch(node, account.identity.verify_key, now)
+        seq = max(seq, held.seq + 1 if held else 0)
+    data = records.make_record(account.identity, SALT, seq, _encode(entries), int(now) + MAX_TTL, now=now)
+    await node.put_record(data)
+    account.data.put("devices", _ME, {"seq": seq, "entries": entries, "record": data, "expires_at": int(now) + MAX_TTL})
+    log.info("device list v%d published (%d devices)", seq, len(entries))
+    return records.verify_record(records.key_of(data), data, now)
+
+
+async def add_device(
+    account: Account, node: KomradeNode, device_key: bytes, name: str, *, now: float | None = None
+) -> bytes:
+    """List ``device_key`` as a device of my identity and publish the list; returns its certificate."""
+    name = clean_name(name)
+    if not account.has_root:
+        raise RootKeyAbsent("only the identity's first device can add a device")
+    entries = _my_entries(account)
+    if any(e[0] == device_key for e in entries):
+        raise DeviceError("this device is already listed")
+    now = time.time() if now is None else now
+    await publish_list(account, node, entries + [[device_key, name, int(now)]], now=now)
+    return certificate(account.identity, device_key)  # type: ignore[arg-type]
+
+
+async def remove_device(account: Account, node: KomradeNode, key_hex: str, *, now: float | None = None) -> Device:
+    """Remove a device from my identity's list and publish the new list; returns the removed device. What is
+    sealed to the identity after senders see the new list no longer opens with that device's key."""
+    try:
+        key = bytes.fromhex(key_hex)
+    except (ValueError, TypeError):
+        key = b""
+    device = next((d for d in my_devices(account) if d.key == key.hex() and key), None)
+    if device is None:
+        raise DeviceError(f"no device {key_hex!r} in this identity's list (see `komrade device list`)")
+    if device.root:
+        raise DeviceError("the first device holds the root key and cannot be removed; move to a new identity instead")
+    await publish_list(account, node, [e for e in _my_entries(account) if e[0] != key], now=now)
+    return device
+
+
+async def keep_list(account: Account, node: KomradeNode, *, now: float | None = None) -> None:
+    """At each sync: the root device republishes its list (a new version well before it expires, else the same
+    record to the holders); any device refreshes its cached copy of its identity's list."""
+    now = time.time() if now is None else now
+    try:
+        if account.has_root:
+            state = account.data.get("devices", _ME)
+            if state is None:
+                return
+            if state["expires_at"] - now < REPUBLISH_BEFORE:
+                await publish_list(account, node, state["entries"], now=now)
+            else:
+                await node.put_record(state["record"])
+        else:
+            await refresh(account, node, account.identity.verify_key, now=now)
+    except (NetworkError, RecordError) as exc:
+        log.warning("device list not kept this time: %s", exc)
+
+
+# -- other identities' lists (what senders seal to) --------------------------------------------------------------
+async def _fetch(node: KomradeNode, identity_key: bytes, now: float) -> records.Record | None:
+    key = records.record_key(identity_key, SALT)
+    data = await node.get_record(key)
+    return records.verify_record(key, data, now) if data is not None else None
+
+
+async def refresh(account: Account, node: KomradeNode, identity_key: bytes, *, now: float | None = None) -> None:
+    """Fetch ``identity_key``'s device list into this device's cache (never rolling back to an older version)."""
+    now = time.time() if now is None else now
+    cached = account.data.get("devlist", identity_key)
+    try:
+        record = await _fetch(node, identity_key, now)
+        entries = _decode(record.value) if record is not None else None
+    except (NetworkError, RecordError, DeviceError) as exc:
+        log.warning("a device list could not be fetched: %s", exc)
+        return
+    if record is None or (cached is not None and cached["seq"] >= record.seq):
+        if cached is not None:
+            account.data.put("devlist", identity_key, {**cached, "at": int(now)})
+        else:
+            account.data.put("devlist", identity_key, {"seq": -1, "entries": None, "expires_at": 0, "at": int(now)})
+        return
+    account.data.put("devlist", identity_key, {"seq": record.seq, "entries": entries,
+                                               "expires_at": record.expires_at, "at": int(now)})
+
+
+def _listed(account: Account, identity_key: bytes, now: float) -> list[bytes] | None:
+    """The device keys of ``identity_key``'s list as cached here, or None if none is known (or it expired)."""
+    if identity_key == account.identity.verify_key:
+        return my_device_keys(account)
+    cached = account.data.get("devlist", identity_key)
+    if cached is None or not cached["entries"] or cached["expires_at"] <= now:
+        return None
+    return [e[0] for e in cached["entries"]]
+
+
+async def recipient_keys(
+    account: Account, node: KomradeNode, recipient: PublicIdentity, *, now: float | None = None
+) -> list[bytes]:
+    """The X25519 keys to seal to ``recipient``: each listed device's, or the identity's own if it lists none."""
+    now = time.time() if now is None else now
+    if recipient.verify_key != account.identity.verify_key:
+        cached = account.data.get("devlist", recipient.verify_key)
+        if cached is None or now - cached["at"] > LIST_MAX_AGE:
+            await refresh(account, node, recipient.verify_key, now=now)
+    keys = _listed(account, recipient.verify_key, now) or [recipient.verify_key]
+    return [PublicIdentity(k).box_public_key for k in keys]
+
+
+# -- sending and receiving as the identity -----------------------------------------------------------------------
+def signer(account: Account, body: bytes, content_type: str) -> tuple[Identity, bytes, str]:
+    """``(sender, body, content type)`` to :func:`komrade_dht.envelope.seal` with, from my identity: the root key
+    as is, or a paired device's key with the body wrapped in its certificate and the content type prefixed
+    ``via/``. (Reads this device's data: call it on the event loop's thread, then seal in a worker.)"""
+    if account.has_root:
+        return account.identity, body, content_type  # type: ignore[return-value]
+    cert = account.data.get("device_cert", _ME)
+    if cert is None:
+        raise DeviceError("this device has no certificate from its identity yet: pair it again")
+    wrapped = codec.pack({"as": account.identity.verify_key, "c": cert["signature"], "b": body})
+    return account.device, wrapped, VIA + content_type
+
+
+def unwrap(account: Account, opened: Opened, now: float) -> Opened | None:
+    """An envelope a paired device sent, as its identity's (sender and content type restored), or None if its
+    certificate does not check or the identity's list (as cached here) no longer names the device. Envelopes
+    without the ``via/`` prefix come back unchanged."""
+    if not opened.content_type.startswith(VIA):
+        return opened
+    try:
+        obj = codec.unpack(opened.body, max_len=2048, max_depth=1)
+    except CodecError:
+        obj = None
+    if not (isinstance(obj, dict) and isinstance(obj.get("as"), bytes) and isinstance(obj.get("c"), bytes)
+            and isinstance(obj.get("b"), bytes)):
+        log.warning("dropped a device envelope with a malformed wrapper")
+        return None
+    device_key = opened.sender.verify_key
+    if not check_certificate(obj["as"], device_key, obj["c"]):
+        log.warning("dropped a device envelope whose certificate does not check")
+        return None
+    listed = _listed(account, obj["as"], now)
+    if listed is not None and device_key not in listed:
+        log.warning("dropped an envelope from a device its identity has removed")
+        return None
+    return replace(opened, content_type=opened.content_type[len(VIA):], sender=PublicIdentity(obj["as"]),
+                   body=obj["b"])
+
+
+def install_certificate(account: Account, signature: bytes) -> None:
+    """Keep this paired device's certificate (the root key's signature over its device key, from pairing);
+    DeviceError if it does not check."""
+    if account.has_root:
+        raise DeviceError("this device holds the root key and needs no certificate")
+    if not check_certificate(account.identity.verify_key, account.device.verify_key, signature):
+        raise DeviceError("the device certificate does not check against this identity")
+    account.data.put("device_cert", _ME, {"signature": signature})

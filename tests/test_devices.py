@@ -1,0 +1,137 @@
+"""One identity on several devices, with real revocation (issue 14), on a real loopback network."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from komrade_dht import envelope as env
+from komrade_dht.errors import DeviceError, RootKeyAbsent
+from komrade_dht.identity import Identity
+from komrade_dht.node import NodeConfig
+from komrade_dht.social import Account, devices, inbox, send_dm, sync_inbox
+
+from .support import CHEAP_POW, FAST_KDF, account, client, shutdown, start_relays, wait_for
+
+CONFIG = NodeConfig(pow=CHEAP_POW, id_bits=0)
+
+
+def paired_device(tmp: Path, root: Account, name: str) -> Account:
+    """A device of ``root``'s identity with keys of its own (what pairing makes; its certificate comes later)."""
+    return Account.create_paired(tmp / name, root.identity.public, root.name, root.width, f"{name} passphrase",
+                                 os.urandom(32), **FAST_KDF)
+
+
+def test_two_devices_read_offline_mail_and_a_removed_device_is_cut_off(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 20, CONFIG)
+        laptop = account(tmp_path, "Alice")
+        phone = paired_device(tmp_path, laptop, "phone")
+        sam = account(tmp_path, "Sam")
+        nodes = list(relays)
+        try:
+            laptop_node, phone_node, sam_node = [await client(relays[i].address, CONFIG) for i in (2, 7, 12)]
+            nodes += [laptop_node, phone_node, sam_node]
+            assert phone.identity.verify_key == laptop.identity.verify_key and not phone.has_root
+            assert phone.device.verify_key != laptop.identity.verify_key
+            with pytest.raises(RootKeyAbsent):
+                phone.identity.sign(b"anything")
+
+            # The laptop lists the phone and publishes the list; the phone keeps its certificate.
+            cert = await devices.add_device(laptop, laptop_node, phone.device.verify_key, "phone")
+            devices.install_certificate(phone, cert)
+            with pytest.raises(DeviceError, match="already listed"):
+                await devices.add_device(laptop, laptop_node, phone.device.verify_key, "phone")
+            assert [d.name for d in devices.my_devices(laptop)] == ["first device", "phone"]
+
+            # Sam writes while both devices are offline: the envelope carries one header per device.
+            first = await send_dm(sam, sam_node, laptop.address.text, "both of you, read this")
+            held = await wait_for(lambda: relays_holding(relays, first), timeout=30)
+            assert held[0][30] == 2
+            assert [m.text for m in await sync_inbox(laptop, laptop_node)] == ["both of you, read this"]
+            got = await sync_inbox(phone, phone_node)
+            assert [(m.text, m.sender_address) for m in got] == [("both of you, read this", sam.address.text)]
+            await devices.keep_list(phone, phone_node)
+            assert [d.name for d in devices.my_devices(phone)] == ["first device", "phone"]
+
+            # The phone answers as Alice, with its own key and its certificate: Sam sees Alice.
+            await send_dm(phone, phone_node, sam.address.text, "from my phone")
+            got = await sync_inbox(sam, sam_node)
+            assert [(m.text, m.sender_address, m.sender_fingerprint) for m in got] == [
+                ("from my phone", laptop.address.text, laptop.fingerprint)]
+
+            # The laptop removes the phone. Sam's next refresh (at his first send a minute later) sees the list.
+            removed = await devices.remove_device(laptop, laptop_node, phone.device.verify_key.hex())
+            assert removed.name == "phone"
+            with pytest.raises(DeviceError, match="cannot be removed"):
+                await devices.remove_device(laptop, laptop_node, laptop.identity.verify_key.hex())
+            with pytest.raises(DeviceError, match="no device"):
+                await devices.remove_device(laptop, laptop_node, "zz")
+            await devices.refresh(sam, sam_node, laptop.identity.verify_key)
+            second = await send_dm(sam, sam_node, laptop.address.text, "only the laptop now")
+            data = (await wait_for(lambda: relays_holding(relays, second), timeout=30))[0]
+            assert data[30] == 1
+            assert [m.text for m in await sync_inbox(laptop, laptop_node)] == ["only the laptop now"]
+            # The phone's keys cannot open it (tried directly), its sync finds nothing, its old mail stays.
+            assert env.TrialDecryptor(phone.identity, [phone.device]).open(data) is None
+            assert await sync_inbox(phone, phone_node) == []
+            assert [m.text for m in inbox(phone)] == ["both of you, read this"]
+
+            # And the removed phone can no longer speak for Alice to Sam, who has seen the new list.
+            await send_dm(phone, phone_node, sam.address.text, "still me?")
+            assert await sync_inbox(sam, sam_node) == []
+            # A stranger's key opens nothing either.
+            assert env.TrialDecryptor(Identity.generate()).open(data) is None
+        finally:
+            await shutdown(nodes, (laptop, phone, sam))
+
+    asyncio.run(scenario())
+
+
+def relays_holding(relays: list, key: bytes) -> list[bytes]:
+    return [r.store.get_blob(key) for r in relays if r.store.has_blob(key)]
+
+
+def test_an_envelope_sealed_to_several_device_keys_opens_with_each_and_names_the_identity() -> None:
+    root, sender = Identity.generate(), Identity.generate()
+    phones = [Identity.generate() for _ in range(2)]
+    keys = [root.public.box_public_key] + [p.public.box_public_key for p in phones]
+    data = env.seal(sender, root.public, b"hi", to_keys=keys, tag=bytes(16))
+    assert data[30] == 3 and len(env.tags_of(data)) == 3 and bytes(16) in env.tags_of(data)
+    for opener in (env.TrialDecryptor(root), *(env.TrialDecryptor(root.public, [p]) for p in phones)):
+        opened = opener.open(data)
+        assert opened is not None and opened.body == b"hi" and opened.recipient == root.verify_key
+    assert env.TrialDecryptor(Identity.generate()).open(data) is None
+    # a device key opening an envelope that names another identity is refused (a forwarded copy)
+    with pytest.raises(env.EnvelopeError, match="names another recipient"):
+        env.TrialDecryptor(Identity.generate().public, [phones[0]]).open(data)
+    with pytest.raises(env.EnvelopeError, match="1..8"):
+        env.seal(sender, root.public, b"hi", to_keys=[os.urandom(32) for _ in range(9)])
+
+
+def test_a_device_certificate_must_be_the_identitys(tmp_path: Path) -> None:
+    root = account(tmp_path, "Root")
+    phone = paired_device(tmp_path, root, "phone")
+    try:
+        with pytest.raises(DeviceError, match="does not check"):
+            devices.install_certificate(phone, devices.certificate(Identity.generate(), phone.device.verify_key))
+        with pytest.raises(DeviceError, match="needs no certificate"):
+            devices.install_certificate(root, devices.certificate(root.identity, phone.device.verify_key))
+        with pytest.raises(DeviceError, match="no certificate"):
+            devices.signer(phone, b"x", "dm")
+        devices.install_certificate(phone, devices.certificate(root.identity, phone.device.verify_key))
+        sender, body, content_type = devices.signer(phone, b"x", "dm")
+        assert sender == phone.device and content_type == "via/dm"
+        # reopened from its keystore, the phone is still a paired device of the same identity
+        phone.close()
+        phone = Account.open(tmp_path / "phone", "phone passphrase")
+        assert phone.identity.verify_key == root.identity.verify_key and not phone.has_root
+        assert phone.data.get("device_cert", b"me") is not None
+        with pytest.raises(DeviceError, match="1 to 32"):
+            devices.clean_name(" ")
+    finally:
+        root.close()
+        phone.close()
