@@ -511,12 +511,9 @@ class UserService:
         if not isinstance(name, str) or not name.strip() or len(name) > 64:
             raise InvalidInput("a contact's name must be 1 to 64 characters, not only spaces")
         key = self._contact_key(ref)
-        contact = self.account.contact(key)
-        if contact is None:
+        if self.account.contact(key) is None:
             raise NotFound(f"no contact {ref}")
-        renamed = Contact(name.strip(), contact.address, contact.fingerprint, contact.verified)
-        self.account.data.put("contact", key, asdict(renamed))
-        return renamed
+        return self.account.rename_contact(key, name)
 
     def remove_contact(self, ref: str) -> None:
         if not self.account.remove_contact(self._contact_key(ref)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from komrade_dht import envelope as env
 from komrade_dht.errors import DeviceError, RootKeyAbsent
 from komrade_dht.identity import Identity
 from komrade_dht.node import NodeConfig
-from komrade_dht.social import Account, devices, inbox, send_dm, sync_inbox
+from komrade_dht.address import encode_address
+from komrade_dht.social import Account, burn, devices, inbox, mark_read, pairing, send_dm, sync_inbox
 
 from .support import CHEAP_POW, FAST_KDF, account, client, shutdown, start_relays, wait_for
 
@@ -135,3 +137,96 @@ def test_a_device_certificate_must_be_the_identitys(tmp_path: Path) -> None:
     finally:
         root.close()
         phone.close()
+
+
+def test_pairing_and_own_devices_sync(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 20, CONFIG)
+        laptop = account(tmp_path, "Alice")
+        bob = account(tmp_path, "Bob")
+        phone = None
+        nodes = list(relays)
+        try:
+            laptop_node, phone_node, bob_node, other_node = [await client(relays[i].address, CONFIG)
+                                                             for i in (2, 7, 12, 17)]
+            nodes += [laptop_node, phone_node, bob_node, other_node]
+            laptop.add_contact(bob.address.text, "Bob")
+            bob.add_contact(laptop.address.text, "Alice")
+
+            # A malformed or expired code is refused before anything is published.
+            with pytest.raises(DeviceError, match="not a pairing code"):
+                pairing.parse_code("komrade-pair:hello")
+            stale = pairing.PairingCode(os.urandom(16), int(time.time()) - 1)
+            with pytest.raises(DeviceError, match="expired"):
+                await pairing.join(tmp_path / "late", other_node, stale.text, "tablet", "pw", **FAST_KDF)
+            assert not (tmp_path / "late").exists()
+
+            code = pairing.new_code(laptop)
+            assert pairing.parse_code(code.text[len(pairing.PREFIX):].lower().replace("-", " ")) == code
+            added, phone = await asyncio.gather(
+                pairing.accept(laptop, laptop_node, code, timeout=60),
+                pairing.join(tmp_path / "phone", phone_node, code.text, "phone", "phone pw", timeout=60, **FAST_KDF),
+            )
+            assert added.name == "phone" and added.key == phone.device.verify_key.hex()
+            assert phone.identity.verify_key == laptop.identity.verify_key and not phone.has_root
+            assert not (tmp_path / "phone" / "identity.keystore").read_bytes().count(laptop.identity.seed)
+            # The code is spent: another device, or the first device again, is refused with a clear error.
+            with pytest.raises(DeviceError, match="already used"):
+                await pairing.join(tmp_path / "thief", other_node, code.text, "thief", "pw", **FAST_KDF)
+            with pytest.raises(DeviceError, match="already used"):
+                await pairing.accept(laptop, laptop_node, code)
+            # The pairing envelope opens with the phone's key only: not the laptop's, a stranger's, nor the code's.
+            replies = await other_node.fetch_slot(code.reply_slot)
+            assert len(replies) == 1
+            assert env.TrialDecryptor(phone.device).open(replies[0]) is not None
+            assert env.TrialDecryptor(laptop.identity).open(replies[0]) is None
+            assert env.TrialDecryptor(Identity.generate()).open(replies[0]) is None
+            assert env.open_shared(replies[0], code.key) is None
+
+            # The contacts came through own-devices sync.
+            await sync_inbox(phone, phone_node)
+            assert [c.name for c in phone.contacts()] == ["Bob"]
+
+            # Bob writes while both are offline; both read it.
+            first = await send_dm(bob, bob_node, laptop.address.text, "hello both")
+            assert [m.text for m in await sync_inbox(laptop, laptop_node)] == ["hello both"]
+            assert [m.text for m in await sync_inbox(phone, phone_node)] == ["hello both"]
+
+            # Each shows what the other sent.
+            await send_dm(laptop, laptop_node, bob.address.text, "from the laptop")
+            await send_dm(phone, phone_node, bob.address.text, "from the phone")
+            await sync_inbox(laptop, laptop_node)
+            await sync_inbox(phone, phone_node)
+            for device in (laptop, phone):
+                assert sorted(r["text"] for r in device.data.all("sent")) == ["from the laptop", "from the phone"]
+            assert sorted(m.text for m in await sync_inbox(bob, bob_node)) == ["from the laptop", "from the phone"]
+
+            # A read mark on the phone shows on the laptop; a burn on the laptop shows on the phone.
+            mark_read(phone, first.hex())
+            await sync_inbox(phone, phone_node)
+            await sync_inbox(laptop, laptop_node)
+            assert [m.read for m in inbox(laptop)] == [True]
+            await burn(laptop, laptop_node, first.hex())
+            await sync_inbox(phone, phone_node)
+            assert inbox(phone) == [] and inbox(laptop) == []
+
+            # A contact added on the laptop appears on the phone; renamed on the phone, renamed on the laptop;
+            # removed on the laptop, gone on the phone.
+            carol = Identity.generate()
+            carol_address = encode_address(carol.verify_key, 8)
+            laptop.add_contact(carol_address, "Carol")
+            await sync_inbox(laptop, laptop_node)
+            await sync_inbox(phone, phone_node)
+            assert [c.name for c in phone.contacts()] == ["Bob", "Carol"]
+            phone.rename_contact(carol.verify_key, "Caz")
+            await sync_inbox(phone, phone_node)
+            await sync_inbox(laptop, laptop_node)
+            assert [c.name for c in laptop.contacts()] == ["Bob", "Caz"]
+            laptop.remove_contact(carol.verify_key)
+            await sync_inbox(laptop, laptop_node)
+            await sync_inbox(phone, phone_node)
+            assert [c.name for c in phone.contacts()] == ["Bob"]
+        finally:
+            await shutdown(nodes, (laptop, bob) + ((phone,) if phone else ()))
+
+    asyncio.run(scenario())

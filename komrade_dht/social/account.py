@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,7 @@ class Account:
         address = decode_address(address_text)
         contact = Contact(name.strip() or "unnamed", address.text, PublicIdentity(address.verify_key).fingerprint())
         self.data.put("contact", address.verify_key, contact.__dict__)
+        self.note_for_devices({"k": "contact", **contact.__dict__})
         return contact
 
     def contact(self, verify_key: bytes) -> Contact | None:
@@ -131,7 +133,28 @@ class Account:
             raise KomradeError("no such contact")
         verified = Contact(contact.name, contact.address, contact.fingerprint, True)
         self.data.put("contact", verify_key, verified.__dict__)
+        self.note_for_devices({"k": "contact", **verified.__dict__})
         return verified
 
+    def rename_contact(self, verify_key: bytes, name: str) -> Contact:
+        """Give a contact another name (the address, fingerprint and verified mark stay)."""
+        contact = self.contact(verify_key)
+        if contact is None:
+            raise KomradeError("no such contact")
+        renamed = Contact(name.strip() or "unnamed", contact.address, contact.fingerprint, contact.verified)
+        self.data.put("contact", verify_key, renamed.__dict__)
+        self.note_for_devices({"k": "contact", **renamed.__dict__})
+        return renamed
+
     def remove_contact(self, verify_key: bytes) -> bool:
+        contact = self.contact(verify_key)
+        if contact is not None:
+            self.note_for_devices({"k": "uncontact", "address": contact.address})
         return self.data.delete("contact", verify_key)
+
+    # -- own devices -------------------------------------------------------------------------------------
+    def note_for_devices(self, event: dict[str, Any]) -> None:
+        """Queue a change for this identity's other devices (sent by the next sync or send when there are any,
+        :func:`komrade_dht.social.devices.flush`; dropped there when this is the only device)."""
+        row_id = os.urandom(12)
+        self.data.put("devsync_out", row_id, {"id": row_id, "at": time.time_ns(), "e": event})

@@ -23,18 +23,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import codec, records
-from ..envelope import MAX_RECIPIENTS, Opened
-from ..errors import CodecError, DeviceError, NetworkError, RecordError, RootKeyAbsent
+from ..address import decode_address
+from ..envelope import MAX_RECIPIENTS, Opened, seal
+from ..errors import CodecError, DeviceError, EnvelopeError, KomradeError, NetworkError, RecordError, RootKeyAbsent
 from ..identity import Identity, PublicIdentity, is_valid_verify_key
 from ..node import KomradeNode
-from ..slots import MAX_TTL
-from .account import Account
+from ..slots import MAX_TTL, SlotParams, slot_id
+from .account import Account, Contact
 
 log = logging.getLogger(__name__)
 
@@ -300,3 +302,104 @@ def install_certificate(account: Account, signature: bytes) -> None:
     if not check_certificate(account.identity.verify_key, account.device.verify_key, signature):
         raise DeviceError("the device certificate does not check against this identity")
     account.data.put("device_cert", _ME, {"signature": signature})
+
+
+# -- own-devices sync --------------------------------------------------------------------------------------------
+#
+# A change made on one device (a DM sent, a read mark, a burn, a contact added, renamed, verified or removed) is
+# queued (Account.note_for_devices) and sent by the next send or sync as a sealed envelope of content type
+# ``device-sync`` to the identity's own slot, addressed to every other listed device. A receiving device applies it
+# only if it comes from its own identity (the root key, or a device its list still names).
+
+SYNC_TYPE = "device-sync"
+
+
+async def flush(
+    account: Account, node: KomradeNode, *, params: SlotParams = SlotParams(), now: float | None = None
+) -> int:
+    """Send the queued changes to this identity's other devices; returns how many were sent. With no other device
+    the queue is dropped; a change no holder acknowledged stays queued for the next time."""
+    queued = sorted(account.data.all("devsync_out"), key=lambda r: r["at"])
+    if not queued:
+        return 0
+    others = [k for k in my_device_keys(account) if k != account.device.verify_key]
+    if not others:
+        account.data.clear("devsync_out")
+        return 0
+    now = time.time() if now is None else now
+    me = account.identity.public
+    slot = slot_id(me.verify_key, account.width, params.epoch(now))
+    keys = [PublicIdentity(k).box_public_key for k in others]
+    sent = 0
+    for row in queued:
+        sender, body, content_type = signer(account, codec.pack(row["e"]), SYNC_TYPE)
+        try:
+            data = await asyncio.to_thread(seal, sender, me, body, content_type=content_type, ttl=MAX_TTL, now=now,
+                                           pow=node.config.pow, slot=slot, to_keys=keys)
+        except EnvelopeError as exc:
+            log.warning("a change too large for one envelope was not sent to this identity's devices: %s", exc)
+        else:
+            try:
+                await node.send(slot, data)
+            except NetworkError as exc:
+                log.warning("changes not sent to this identity's devices (kept queued): %s", exc)
+                return sent
+            sent += 1
+        account.data.delete("devsync_out", row["id"])
+    return sent
+
+
+
+def receive_sync(account: Account, opened: Opened, slot: bytes, now: float) -> None:
+    """A ``device-sync`` envelope found by a sync: apply the change if it comes from this identity's own devices."""
+    if opened.sender.verify_key != account.identity.verify_key:
+        log.warning("dropped a device-sync envelope from another identity")
+        return
+    try:
+        event = codec.unpack(opened.body, max_len=2048, max_depth=1)
+        _apply(account, event, now)
+    except (CodecError, KomradeError, KeyError, TypeError, ValueError) as exc:
+        log.warning("dropped a malformed change from another device: %s", exc)
+
+
+def _apply(account: Account, event: Any, now: float) -> None:
+    kind = event["k"] if isinstance(event, dict) else None
+    if kind == "sent":
+        key = bytes.fromhex(event["id"])
+        if len(key) != 20 or not isinstance(event["text"], str) or not isinstance(event["at"], int):
+            raise ValueError("a sent copy needs an id, a text and a time")
+        to = decode_address(event["to"]).text
+        if not account.data.has("sent", key):
+            account.data.put("sent", key, {"id": key.hex(), "to": to, "text": event["text"], "at": event["at"],
+                                           "acks": 0, "device": True})
+    elif kind in ("read", "burn"):
+        key = bytes.fromhex(event["id"])
+        message = account.data.get("message", key)
+        if kind == "read" and not isinstance(event.get("read"), bool):
+            raise ValueError("a read mark is true or false")
+        if message is None:  # its envelope has not reached this device yet: applied when it does
+            account.data.put("devsync_pending", key, {"k": kind, "read": event.get("read", False), "at": int(now)})
+        elif kind == "read":
+            account.data.put("message", key, {**message, "read": event["read"]})
+        else:
+            account.data.delete("message", key)
+            account.data.delete("burn", key)
+    elif kind == "contact":
+        address = decode_address(event["address"])
+        name = event["name"]
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(event["verified"], bool):
+            raise ValueError("a contact needs a name of 1 to 64 characters")
+        contact = Contact(name, address.text, address.public.fingerprint(), event["verified"])
+        account.data.put("contact", address.verify_key, contact.__dict__)
+    elif kind == "uncontact":
+        account.data.delete("contact", decode_address(event["address"]).verify_key)
+    else:
+        raise ValueError(f"unknown change {kind!r}")
+
+
+def take_pending(account: Account, key: bytes) -> dict[str, Any] | None:
+    """A read mark or burn another device made before this device received message ``key`` (then forgotten)."""
+    pending = account.data.get("devsync_pending", key)
+    if pending is not None:
+        account.data.delete("devsync_pending", key)
+    return pending

@@ -35,7 +35,9 @@ MAX_TEXT_BYTES = max_body("dm") - 32
 
 #: Sealed envelopes of other content types found by a sync (e.g. "circle-key", :mod:`.friends`): content type ->
 #: ``handler(account, opened, slot, now)``. A handled envelope is remembered as seen, like a DM, and is no message.
-RECEIVERS: dict[str, Callable[[Account, Opened, bytes, float], None]] = {}
+RECEIVERS: dict[str, Callable[[Account, Opened, bytes, float], None]] = {
+    devices.SYNC_TYPE: devices.receive_sync,  # changes made on this identity's other devices
+}
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ async def send_dm(
     key = envelope_id(data)
     account.data.put("sent", key, {"id": key.hex(), "to": recipient.text, "text": text, "at": int(now), "acks": acks})
     log.info("DM published, %d holders acknowledged", acks)
+    account.note_for_devices({"k": "sent", "id": key.hex(), "to": recipient.text, "text": text, "at": int(now)})
+    await devices.flush(account, node, params=params, now=now)
     return key
 
 
@@ -135,6 +139,7 @@ async def sync_inbox(
     # with one epoch of overlap for clock skew.
     since = state.get("last_sync", max(account.created, now - MAX_TTL)) - params.epoch_seconds
     await devices.keep_list(account, node, now=now)
+    await devices.flush(account, node, params=params, now=now)
     decryptor = TrialDecryptor(account.identity, [account.device])
     epochs = params.epochs_since(since, now)
     slots = [slot_id(account.identity.verify_key, account.width, e) for e in epochs]
@@ -188,6 +193,9 @@ def _receive(
     except EnvelopeError as exc:
         log.warning("dropped a malformed DM: %s", exc)
         return None
+    pending = devices.take_pending(account, key)
+    if pending is not None and pending["k"] == "burn":
+        return None  # another device of ours burned it before it reached this one
     contact = account.contact(opened.sender.verify_key)
     message = Message(
         id=key.hex(),
@@ -199,6 +207,7 @@ def _receive(
         text=text,
         request=contact is None,
         verified=bool(contact and contact.verified),
+        read=bool(pending and pending["read"]),
     )
     account.data.put("message", key, asdict(message))
     account.data.put("burn", key, {"secret": opened.burn_secret, "slot": slot})
@@ -247,6 +256,7 @@ def mark_read(account: Account, message_id: str, read: bool = True) -> Message:
         raise KomradeError(f"no message {message_id}")
     record["read"] = read
     account.data.put("message", key, record)
+    account.note_for_devices({"k": "read", "id": key.hex(), "read": read})
     return Message(**record)
 
 
@@ -260,6 +270,8 @@ async def burn(account: Account, node: KomradeNode, message_id: str) -> int:
     deleted = await node.burn(key, proof["secret"], [proof["slot"]])
     account.data.delete("message", key)
     account.data.delete("burn", key)
+    account.note_for_devices({"k": "burn", "id": key.hex()})
+    await devices.flush(account, node)
     return deleted
 
 
