@@ -23,10 +23,13 @@ read       ``slot``, ``known`` (ids, concatenated)     ``count``: ids of the slo
 heads      ``offset``                                  ``heads`` ([[id, head], ...], <= 256 KiB), ``next`` (or nil)
 fetch      ``ids`` (<= 32, from the last read)         ``envelopes``: those envelopes whole, checked by the relay
 burn       ``key``, ``secret``, ``slots`` (<= 8)       ``deleted``: holders that deleted their copy
+put_record ``record`` (a signed mutable record)          ``acks``: holders that accepted it (after this relay verified it)
+get_record ``key`` (20 bytes)                          ``record``: the newest valid one its holders gave (or nil); the
+                                                       client verifies it again (a relay cannot forge one)
 =========  ==========================================  ===============================================================
 
 **Error codes**: ``bad_frame`` (not a msgpack map, or a length of 0), ``too_large`` (frame over the limit),
-``version``, ``unknown_op``, ``bad_request`` (a missing or malformed field), ``bad_envelope``, ``bad_pow``,
+``version``, ``unknown_op``, ``bad_request`` (a missing or malformed field), ``bad_envelope``, ``bad_pow``, ``bad_record``,
 ``no_read`` (heads/fetch before a read), ``unavailable`` (no holder answered), ``refused`` (this relay's disk
 quota), ``busy`` (connection or operation limits), ``timeout``, ``too_many_requests`` (per connection),
 ``internal`` (a bug here: logged on the relay; the peer gets the code and never a traceback).
@@ -51,9 +54,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import codec, records
 from . import envelope as env
-from .errors import CodecError, EnvelopeError, NetworkError, StorageError
+from .errors import CodecError, EnvelopeError, NetworkError, RecordError, StorageError
 
 if TYPE_CHECKING:
     from .node import KomradeNode
@@ -282,6 +285,8 @@ class TcpService:
                 "heads": self._heads,
                 "fetch": self._fetch,
                 "burn": self._burn,
+                "put_record": self._put_record,
+                "get_record": self._get_record,
             }.get(op)
             if handler is None:
                 raise _Refusal("unknown_op", f"unknown op {op[:32]!r}")
@@ -409,3 +414,17 @@ class TcpService:
         except NetworkError as exc:
             raise _Refusal("unavailable", str(exc)) from None
         return {"deleted": int(deleted)}
+
+    async def _put_record(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
+        data = _bytes(req, "record", max_len=records.MAX_RECORD_BYTES)
+        try:
+            acks = await self._dht(self.node.put_record(data))
+        except RecordError as exc:
+            raise _Refusal("bad_record", str(exc)) from None
+        except NetworkError as exc:
+            raise _Refusal("unavailable", str(exc)) from None
+        return {"acks": int(acks)}
+
+    async def _get_record(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
+        key = _bytes(req, "key", records.KEY_BYTES)
+        return {"record": await self._dht(self.node.get_record(key))}

@@ -22,17 +22,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import logging
 import random
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Sequence
 
-from . import codec
+from . import codec, records
 from . import envelope as env
-from .errors import CodecError, EnvelopeError, NetworkError
+from .errors import CodecError, EnvelopeError, NetworkError, RecordError
 from .node.reader import ReadResult
 from .relay_tcp import ID_LEN, MAX_FETCH, MAX_KNOWN, MAX_REPLY, PROTOCOL_VERSION
+
+log = logging.getLogger(__name__)
 
 #: SOCKS5 reply codes (RFC 1928), for error messages.
 SOCKS_REPLIES = {
@@ -352,5 +355,35 @@ class TorClient:
             if not isinstance(deleted, int) or isinstance(deleted, bool) or deleted < 0:
                 raise NetworkError("the relay's burn reply carries no count")
             return deleted
+
+        return await self._action(work)  # type: ignore[no-any-return]
+
+    async def put_record(self, data: bytes) -> int:
+        """Have a relay store a signed mutable record on its key's holders; how many accepted it."""
+        records.verify_record(records.key_of(data), data)
+
+        async def work(conn: Connection) -> int:
+            acks = (await conn.call("put_record", record=data)).get("acks")
+            if not isinstance(acks, int) or isinstance(acks, bool) or acks < 0:
+                raise NetworkError("the relay's put_record reply carries no acknowledgement count")
+            return acks
+
+        return await self._action(work)  # type: ignore[no-any-return]
+
+    async def get_record(self, key: bytes) -> bytes | None:
+        """The newest record under ``key`` a relay found, verified here (a relay that lies gets it refused: None)."""
+
+        async def work(conn: Connection) -> bytes | None:
+            data = (await conn.call("get_record", key=key)).get("record")
+            if data is None:
+                return None
+            if not isinstance(data, bytes):
+                raise NetworkError("the relay's get_record reply is not a record")
+            try:
+                records.verify_record(key, data)
+            except RecordError as exc:
+                log.warning("a relay answered a record that does not verify: %s", exc)
+                return None
+            return data
 
         return await self._action(work)  # type: ignore[no-any-return]

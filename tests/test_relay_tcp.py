@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from komrade_dht import codec
+from komrade_dht import codec, records
 from komrade_dht.node import NodeConfig
 from komrade_dht.relay_tcp import MAX_REQUEST, TcpLimits, TcpService
 from komrade_dht.social import burn, send_dm, sync_inbox
@@ -115,6 +116,16 @@ def test_dm_both_ways_through_the_tcp_service(tmp_path: Path) -> None:
             deleted = await burn(alice, untraceable, new[0].id)
             assert deleted >= 1
             assert not any(r.store.has_blob(bytes.fromhex(new[0].id)) for r in relays)
+
+            # Signed records (a device list, a profile) through the relay, verified again by the client.
+            record = records.make_record(alice.identity, b"test", 1, b"v1", int(time.time()) + 3600)
+            assert await untraceable.put_record(record) >= 1
+            key = records.key_of(record)
+            assert await untraceable.get_record(key) == record
+            assert await untraceable.get_record(os.urandom(20)) is None
+            with pytest.raises(RelayError) as caught:
+                await untraceable._action(lambda conn: conn.call("put_record", record=record[:-1] + b"x"))
+            assert caught.value.code == "bad_record"
 
             # A refusal reaches the client as a RelayError with its code, and is not retried.
             sent = alice.data.all("sent")[0]
