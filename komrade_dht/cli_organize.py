@@ -27,15 +27,9 @@ from .text import printable, truncate
 
 
 def _reg_params() -> Any:
-    from .votes import RegistrationParams
+    from .social.voting import registration_params
 
-    trials = os.environ.get("KOMRADE_REGISTRATION_TRIALS")
-    if not trials:
-        return RegistrationParams()
-    try:
-        return RegistrationParams(trials=float(trials), memlimit=8192)
-    except ValueError:
-        raise KomradeError("KOMRADE_REGISTRATION_TRIALS is a number") from None
+    return registration_params()
 
 
 def when(text: str) -> int:
@@ -205,32 +199,15 @@ def _registration_notice(account: Account) -> None:
 
 async def feed_votes(account: Account, node: Any, post_ids: list[str]) -> dict[str, dict[str, int]]:
     """``{post id: {"up": N, "down": M}}`` as this reader tallies them (what ``feed --json`` carries)."""
-    from .social import voting
+    from .social.organize_service import post_votes, tally_posts
 
-    if not post_ids:
-        return {}
-    electorate = await voting.world_electorate(account, node, reg_params=_reg_params())
-    gate = asyncio.Semaphore(8)
-
-    async def one(post_id: str) -> tuple[str, dict[str, int]]:
-        async with gate:
-            t = await voting.tally_post(node, post_id, electorate)
-        return post_id, {"up": t.up, "down": t.down}
-
-    return dict(await asyncio.gather(*(one(p) for p in post_ids)))
+    tallies = await tally_posts(account, node, post_ids, _reg_params())
+    return {post_id: post_votes(t) for post_id, t in tallies.items()}
 
 
 # -- events --------------------------------------------------------------------------------------------------------
 def cmd_event(args: argparse.Namespace) -> int:
     return asyncio.run(_event(args))
-
-
-def _event_dict(e: Any) -> dict[str, Any]:
-    return {"id": e.id, "title": e.title, "starts_at": e.starts_at, "ends_at": e.ends_at, "place": e.place,
-            "position": e.position, "description": e.description, "version": e.version, "cancelled": e.cancelled,
-            "hosting": e.hosting, "anonymous_host": e.anonymous_host, "host_name": e.host_name,
-            "host_fingerprint": e.host_fingerprint, "my_answer": e.my_answer, "has_image": e.image is not None,
-            "anonymous_answers": e.anonymous_answers}
 
 
 def _print_event(e: Any) -> None:
@@ -250,6 +227,7 @@ def _print_event(e: Any) -> None:
 async def _event(args: argparse.Namespace) -> int:
     from .cli import client_node
     from .social import dm, events
+    from .social.organize_service import answer_dict, counts_dict, event_dict
 
     cmd = args.event_cmd
     image = args.image.read_bytes() if cmd == "create" and args.image is not None else None
@@ -323,7 +301,7 @@ async def _event(args: argparse.Namespace) -> int:
                         answers = await events.answers(account, node, args.event_id)
         if cmd == "list":
             if args.json:
-                print(json.dumps({"events": [_event_dict(e) for e in found]}))
+                print(json.dumps({"events": [event_dict(e) for e in found]}))
                 return 0
             for e in found:
                 _print_event(e)
@@ -333,12 +311,12 @@ async def _event(args: argparse.Namespace) -> int:
     finally:
         account.close()
     if args.json:
-        doc = _event_dict(ev)
+        doc = event_dict(ev)
         doc["image"] = image_path
         if answers is not None:
-            doc["answers"] = [a.__dict__ for a in answers]
+            doc["answers"] = [answer_dict(a) for a in answers]
         if counts is not None:
-            doc["counts"] = counts
+            doc["counts"] = counts_dict(counts)
         print(json.dumps(doc))
         return 0
     _print_event(ev)
@@ -364,6 +342,7 @@ async def _pin(args: argparse.Namespace) -> int:
     from . import geo
     from .cli import client_node
     from .social import pins, voting
+    from .social.organize_service import pin_dict
 
     cmd = args.pin_cmd
     if cmd == "drop":
@@ -399,10 +378,11 @@ async def _pin(args: argparse.Namespace) -> int:
                 return 0
             electorate = await voting.world_electorate(account, node, reg_params=_reg_params())
             found = await pins.read_pins(account, node, args.at, radius_km=args.radius, electorate=electorate)
+            docs = [pin_dict(account, p) for p in found]
     finally:
         account.close()
     if args.json:
-        print(json.dumps({"pins": [p.__dict__ for p in found]}))
+        print(json.dumps({"pins": docs}))
         return 0
     for p in found:
         left = max(0, p.expires_at - int(time.time())) // 60
@@ -448,32 +428,18 @@ def _changes(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _state_dict(account: Account, state: Any) -> dict[str, Any]:
-    from .social import collectives as coll
-
-    return {
-        "id": state.collective_id.hex(), "name": state.name, "constitution": state.constitution.to_wire(),
-        "members": [m.__dict__ for m in coll.members(account, state)],
-        "joins": [{"id": h.hex(), "newcomer": j.newcomer.hex(), "vouches": len(j.vouchers), "status": j.status,
-                   "quorum": state.constitution.quorum(len(state.members))} for h, j in state.joins.items()],
-        "proposals": [{"id": h.hex(), "action": p.action,
-                       "target": p.target.hex() if isinstance(p.target, bytes) else p.target,
-                       "status": p.status, "up": p.up, "down": p.down, "needed": p.needed}
-                      for h, p in state.proposals.items()],
-        "key_epoch": state.key_epoch,
-    }
-
-
 async def _collective(args: argparse.Namespace) -> int:
     from .cli import client_node
     from .collective import Constitution
     from .social import collectives as coll
+    from .social.organize_service import collective_item, state_dict
 
     cmd = args.collective_cmd
     account = _open(args)
     try:
         if cmd == "list":
-            found = coll.collectives(account)
+            found = [collective_item(account, r) for r in account.data.all("collective") if r["keys"]]
+            found.sort(key=lambda c: (c["name"].lower(), c["id"]))
             if args.json:
                 print(json.dumps({"collectives": found}))
             for c in found:
@@ -544,7 +510,7 @@ async def _collective(args: argparse.Namespace) -> int:
                 state = await coll.vote(account, node, args.collective_id, args.proposal_id, args.choice)
             else:
                 state = await coll.sync_collective(account, node, args.collective_id)
-        doc = _state_dict(account, state)
+        doc = state_dict(account, state)
     finally:
         account.close()
     if cmd == "show" and args.json:
@@ -564,10 +530,9 @@ async def _collective(args: argparse.Namespace) -> int:
         print(f"      {truncate(m['name'], 48)} [{printable(m['fingerprint'])}]")
     for j in doc["joins"]:
         if j["status"] == "pending":
-            print(f"    join {j['id'][:12]}: {j['vouches']}/{j['quorum']} vouches")
+            print(f"    join {j['id'][:12]} ({truncate(j['who'], 48)}): {j['vouches']}/{j['needed']} vouches")
     for p in doc["proposals"]:
-        what = f"remove {p['target'][:12]}" if p["action"] == "remove" else f"amend {printable(json.dumps(p['target']))}"
-        print(f"    proposal {p['id'][:12]} ({p['status']}): {what}; {p['up']} up of {p['needed']} needed, "
+        print(f"    proposal {p['id'][:12]} ({p['status']}): {truncate(p['what'], 100)}; {p['up']} up of {p['needed']} needed, "
               f"{p['down']} down")
     return 0
 

@@ -27,6 +27,7 @@ from .errors import AddressError, KomradeError
 from .node import KomradeNode, NodeConfig
 from .social import Account, Contact, Message, burn, inbox, mark_read, send_dm, sync_inbox
 from .storage import Store, StoreLimits
+from .votes import RegistrationParams
 
 try:
     import fcntl
@@ -80,6 +81,9 @@ class ServiceConfig:
     goes to a relay's TCP service (``relay_tcp``) through Tor, each on its own circuit (:mod:`komrade_dht.torclient`)."""
     relay_tcp: tuple[tuple[str, int], ...] = ()
     """Relays' TCP services (IP, name or .onion) for untraceable mode."""
+    registration: RegistrationParams | None = None
+    """Work of a world-vote registration (None: the default, or ``KOMRADE_REGISTRATION_TRIALS`` on a test network;
+    every voter and reader of a network must agree)."""
     event_queue: int = 256
     """Events buffered per subscriber; a subscriber that falls this far behind is disconnected (it can re-read
     the inbox and subscribe again) so a stuck reader never makes the node's memory grow."""
@@ -91,12 +95,19 @@ class ServiceConfig:
             raise ValueError("event_queue must be at least 1")
 
 
+#: What an event is about: a new DM, a status change, a new feed item (issue 10), an event invitation or an
+#: update of an event you are invited to, a collective's key or a join request for one (issue 11).
+EventKind = Literal["message", "status", "post", "invitation", "collective"]
+
+
 @dataclass(frozen=True)
 class Event:
-    """One thing subscribers are told: ``kind`` is ``"message"`` (``data`` is a Message as a dict) or
-    ``"status"`` (``data`` is what :meth:`UserService.status` returns). ``seq`` counts up from 1 per service."""
+    """One thing subscribers are told: ``kind`` is ``"message"`` (``data`` is a Message as a dict),
+    ``"status"`` (``data`` is what :meth:`UserService.status` returns), ``"post"`` (a feed item), ``"invitation"``
+    (an event, as the API gives it) or ``"collective"`` (a collective's line of the list, and ``what``: ``key`` or
+    ``join_request``). ``seq`` counts up from 1 per service."""
 
-    kind: Literal["message", "status"]
+    kind: EventKind
     data: dict[str, Any]
     seq: int
 
@@ -172,7 +183,7 @@ class EventHub:
             self._subscribers.add(sub)
         return sub
 
-    def publish(self, kind: Literal["message", "status"], data: dict[str, Any]) -> Event:
+    def publish(self, kind: EventKind, data: dict[str, Any]) -> Event:
         self._seq += 1
         event = Event(kind, data, self._seq)
         for sub in list(self._subscribers):
@@ -317,9 +328,11 @@ class UserService:
         #: Seconds between automatic syncs: the saved setting if there is one, else the configuration's.
         self.sync_interval: float = self._settings["sync_interval"] or config.sync_interval
         self._wake_sync = asyncio.Event()
+        from .social.organize_service import OrganizeService  # votes, events, pins, collectives (issue 11)
         from .social.social_service import SocialService  # posts, feeds, friends, profiles (issue 10)
 
-        self.social = SocialService(account, self._node, self.events.publish, self.sync)
+        self.organize = OrganizeService(account, self._node, self.events.publish, self.sync, config.registration)
+        self.social = SocialService(account, self._node, self.events.publish, self.sync, votes=self.organize)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -575,6 +588,7 @@ class UserService:
             self.last_sync_error = None
         for message in new:
             self.events.publish("message", asdict(message))
+        self.organize.announce()  # invitations, collective keys and join requests that came with it
         await self._check_status()
         return new
 

@@ -49,7 +49,7 @@ def test_vote_pin_event_collective_through_the_cli(tmp_path: Path, relays, monke
     assert [(p["kind"], p["text"]) for p in pins if p["id"] == pin_id] == [("medical", "first aid here")]
     run(["pin", "confirm", *net, pin_id], bob)
     pins = json.loads(run(["pin", "list", *net, "--at", "52.53,13.41", "--json"], alice).stdout)["pins"]
-    assert [(p["confirmed"], p["dismissed"]) for p in pins if p["id"] == pin_id] == [(1, 0)]
+    assert [(p["confirmations"], p["dismissals"]) for p in pins if p["id"] == pin_id] == [(1, 0)]
     far = json.loads(run(["pin", "list", *net, "--at", "48.85,2.35", "--json"], alice).stdout)["pins"]
     assert not [p for p in far if p["id"] == pin_id]
 
@@ -62,10 +62,10 @@ def test_vote_pin_event_collective_through_the_cli(tmp_path: Path, relays, monke
     event_id = out.split("\n")[0]
     assert re.fullmatch(r"[0-9a-f]{32}", event_id) and "invited 1" in out
     listed = json.loads(run(["event", "list", *net, "--json"], bob).stdout)["events"]
-    assert [(e["title"], e["anonymous_host"], e["host_name"]) for e in listed] == [("Picnic", True, None)]
+    assert [(e["title"], e["anonymous_host"], e["host"]) for e in listed] == [("Picnic", True, None)]
     assert run(["event", "answer", *net, event_id, "going"], bob).stdout.startswith("answered going")
     shown = json.loads(run(["event", "show", *net, event_id, "--json"], alice).stdout)
-    assert [(a["name"], a["answer"]) for a in shown["answers"]] == [("Bob", "going")]
+    assert [(a["who"], a["answer"]) for a in shown["answers"]] == [("Bob", "going")]
     run(["event", "cancel", *net, event_id], alice)
     assert json.loads(run(["event", "show", *net, event_id, "--json"], bob).stdout)["cancelled"] is True
     assert "no invitation" in one_error_line(run(["event", "show", *net, "00" * 16], bob, check=False))

@@ -47,9 +47,11 @@ QUERY_PARAMS: dict[str, frozenset[str]] = {
     "/v1/sent": frozenset({"offset", "limit"}),
     "/v1/crowd": frozenset({"target"}),
 }
+from .organize_routes import ORGANIZE_QUERY_PARAMS  # noqa: E402 (issue 11)
 from .social_routes import SOCIAL_QUERY_PARAMS  # noqa: E402 (issue 10)
 
 QUERY_PARAMS.update(SOCIAL_QUERY_PARAMS)
+QUERY_PARAMS.update(ORGANIZE_QUERY_PARAMS)
 
 
 def openapi_document() -> bytes:
@@ -196,6 +198,9 @@ class ApiServer:
         from .social_routes import add_social_routes  # posts, feeds, friends, profiles (issue 10)
 
         add_social_routes(app, self)
+        from .organize_routes import add_organize_routes  # votes, events, pins, collectives (issue 11)
+
+        add_organize_routes(app, self)
         return app
 
     async def start(self) -> str:

@@ -436,13 +436,19 @@ async def vote(account: Account, node: KomradeNode, collective_id: str, proposal
         ph = _hash_arg(proposal, "proposal", [h for h, p in state.proposals.items() if p.status == "open"])
         record = account.data.get("collective_vote", ph) or {"seq": 0}
         seq = max(int(t), record["seq"] + 1)
-        account.data.put("collective_vote", ph, {"seq": seq})
+        account.data.put("collective_vote", ph, {"seq": seq, "choice": choice})
         try:
             return collective.vote(account.identity, state, ph, choice, seq)
         except CollectiveError as exc:
             raise KomradeError(str(exc)) from None
 
     return await _write(account, node, collective_id, build, params=params, now=now)
+
+
+def my_vote(account: Account, proposal: bytes) -> str | None:
+    """This device's last vote on a proposal (``up``, ``down``, ``none``), or None."""
+    record = account.data.get("collective_vote", proposal)
+    return None if record is None else record.get("choice")
 
 
 def members(account: Account, state: State) -> list[Member]:

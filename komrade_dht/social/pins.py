@@ -116,6 +116,7 @@ async def drop_pin(
     acks = sum(await asyncio.gather(*(node.send(s, e) for s, e in zip(slots, envelopes))))
     pin_id = env.open_public(envelopes[0], now).post_id
     account.data.put("my_pin", pin_id, {"id": pin_id.hex(), "burn": burn_secret, "expires_at": int(now) + ttl,
+                                        "precision_km": area.level_km,
                                         "copies": [[env.envelope_id(e), s] for e, s in zip(envelopes, slots)]})
     account.data.put("pin", pin_id, asdict(Pin(pin_id.hex(), kind, text, area.lat, area.lon, area.radius_km,
                                                int(now), int(now) + ttl, 0.0)))

@@ -11,14 +11,19 @@ import asyncio
 import base64
 import time
 from dataclasses import asdict
+import logging
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ..errors import KomradeError
 from ..node import KomradeNode
 from . import friends, posts, profiles
 from .account import Account
 
+if TYPE_CHECKING:
+    from .organize_service import OrganizeService
+
+log = logging.getLogger(__name__)
 #: Largest picture file the API reads from a path (the sanitiser refuses more anyway).
 MAX_IMAGE_FILE = 10 * 1024 * 1024
 
@@ -39,10 +44,9 @@ def _position(value: Any, what: str = "at") -> tuple[float, float] | None:
         lat, lon = value
     else:
         raise KomradeError(f"{what} is {{\"lat\": ..., \"lon\": ...}} in decimal degrees")
-    for v in (lat, lon):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise KomradeError(f"{what} must hold numbers")
-    return float(lat), float(lon)
+    if lat is None or lon is None:
+        raise KomradeError(f"{what} must hold numbers")
+    return _number(lat, f"{what}.lat"), _number(lon, f"{what}.lon")  # type: ignore[return-value]
 
 
 def _number(value: Any, what: str) -> float | None:
@@ -50,7 +54,10 @@ def _number(value: Any, what: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise KomradeError(f"{what} must be a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise KomradeError(f"{what} is far out of range") from None
 
 
 def _image(body: dict[str, Any], key: str) -> bytes | None:
@@ -84,8 +91,10 @@ class SocialService:
     """Posts, feeds, friends and profiles of one account on one node (``node()`` returns the running node)."""
 
     def __init__(self, account: Account, node: Callable[[], KomradeNode], publish: Callable[[str, dict], Any],
-                 sync: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 sync: Callable[[], Awaitable[Any]] | None = None, votes: OrganizeService | None = None) -> None:
         self.account = account
+        #: Tallies of posts' votes (issue 11): a refresh tallies the feed's newest posts, a page carries them.
+        self._votes = votes
         self._node = node
         self._publish = publish
         #: The service's inbox sync (it announces new DMs); the friends feed runs it first (circle keys are DMs).
@@ -131,9 +140,17 @@ class SocialService:
             if feed == "friends" and self._sync is not None:
                 await self._sync()
             read = await posts.read_feed(self.account, self._node(), feed, at=at, sync=self._sync is None)
+        if self._votes is not None:
+            from .organize_service import TALLY_ON_REFRESH
+
+            newest = posts.feed_posts(self.account, feed, at=at, limit=TALLY_ON_REFRESH)
+            try:
+                await self._votes.tally_feed([p.id for p in newest])
+            except KomradeError as exc:  # the posts were read; their counts wait for the next refresh
+                log.warning("could not tally the votes of the %s feed: %s", feed, exc)
         out = []
         for post in read.new:
-            item = {**asdict(post)}
+            item = self._item(post)
             self._publish("post", item)
             out.append(item)
         return out
@@ -143,7 +160,14 @@ class SocialService:
         if feed not in posts.FEEDS:
             raise SocialNotFound(f"no feed {feed!r}: world, friends or local")
         page = posts.feed_posts(self.account, feed, at=at, radius_km=radius_km, offset=offset, limit=limit)
-        return {"feed": feed, "offset": offset, "limit": limit, "posts": [asdict(p) for p in page]}
+        return {"feed": feed, "offset": offset, "limit": limit, "posts": [self._item(p) for p in page]}
+
+    def _item(self, post: posts.Post) -> dict[str, Any]:
+        """A post as the API gives it: its fields, and its votes as last tallied here (issue 11)."""
+        item = asdict(post)
+        if self._votes is not None:
+            item["votes"] = self._votes.cached_votes(post.id)
+        return item
 
     def image(self, post_id: str) -> bytes:
         path = posts.image_path(self.account, post_id)

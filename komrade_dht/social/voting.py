@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import envelope as env
@@ -75,15 +77,30 @@ def _largest_subring() -> int:
 WORLD_SUBRING = _largest_subring()
 
 
+def registration_params() -> RegistrationParams:
+    """The registration difficulty of this process: the default, or ``KOMRADE_REGISTRATION_TRIALS`` (environment)
+    on a test network (every voter and reader of one network must use the same value, or registrations are
+    refused)."""
+    trials = os.environ.get("KOMRADE_REGISTRATION_TRIALS")
+    if not trials:
+        return RegistrationParams()
+    try:
+        return RegistrationParams(trials=float(trials), memlimit=8192)
+    except ValueError:
+        raise KomradeError("KOMRADE_REGISTRATION_TRIALS is a number") from None
+
+
 @dataclass(frozen=True)
 class VoteCast:
-    """What :func:`vote_on_post` / :func:`vote_on_scope` sent."""
+    """What :func:`vote_on_post` / :func:`vote_on_scope` sent. ``envelope``: the vote as sent, so the voter's own
+    tally can count it before the stem has delivered it (:func:`tally_scope`'s ``extra``)."""
 
     scope: str
     choice: str
     seq: int
     ring_size: int
     acks: int
+    envelope: bytes = field(default=b"", repr=False)
 
 
 def _limits(node: KomradeNode) -> ReadLimits:
@@ -223,7 +240,7 @@ async def vote_on_scope(
                                        now=now, pow=node.config.pow, slot=slot)
     acks = await node.send(slot, envelope)
     account.data.put("my_vote", scope, {"scope": scope, "choice": choice, "seq": seq, "at": int(now)})
-    return VoteCast(scope.hex(), choice, seq, electorate.ring_size, acks)
+    return VoteCast(scope.hex(), choice, seq, electorate.ring_size, acks, envelope)
 
 
 async def vote_on_post(
@@ -275,10 +292,14 @@ def tally_envelopes(envelopes: list[bytes], electorate: Electorate, scope: bytes
 
 
 async def tally_scope(node: KomradeNode, scope: bytes, electorate: Electorate, *,
-                      max_verify: int | None = DEFAULT_MAX_VERIFY, now: float | None = None) -> Tally:
-    """Read the vote slot of ``scope`` (bounded) and count it here; nothing a node says is trusted."""
+                      max_verify: int | None = DEFAULT_MAX_VERIFY, now: float | None = None,
+                      extra: Sequence[bytes] = ()) -> Tally:
+    """Read the vote slot of ``scope`` (bounded) and count it here; nothing a node says is trusted. ``extra``:
+    vote envelopes this reader holds itself (its own vote, still on its way through a stem), checked like the rest;
+    a newer vote of the same voter wins as always."""
     got = await node.read_slot(votes.slot_key(scope), limits=_limits(node))
-    return await asyncio.to_thread(tally_envelopes, got.wanted, electorate, scope, max_verify=max_verify, now=now)
+    return await asyncio.to_thread(tally_envelopes, list(got.wanted) + list(extra), electorate, scope,
+                                   max_verify=max_verify, now=now)
 
 
 async def tally_post(node: KomradeNode, post_id: str | bytes, electorate: Electorate, *,
