@@ -498,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_organize  # vote, event, pin, collective (issue 11)
 
     cli_organize.add_parsers(sub, net)
+    from . import cli_devices  # device list|pair|join|remove (issue 14)
+
+    cli_devices.add_parsers(sub, net)
     return parser
 
 
@@ -542,6 +545,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .cli_organize import COMMANDS as ORGANIZE_COMMANDS
 
     commands.update(ORGANIZE_COMMANDS)
+    from .cli_devices import COMMANDS as DEVICE_COMMANDS
+
+    commands.update(DEVICE_COMMANDS)
     try:
         return commands[args.command](args)
     except KomradeError as exc:

@@ -137,8 +137,8 @@ async def publish_list(
 ) -> records.Record:
     """Sign and publish my identity's device list with the next sequence number (root device only)."""
     if not account.has_root:
-        raise RootKeyAbsent("only the identity's first device (or a copy restored from its recovery phrase) can "
-                            "change the device list")
+        raise RootKeyAbsent("only a device holding the root key (the identity's first device, or a copy restored "
+                            "from its recovery phrase) can change the device list")
     if len(entries) > MAX_DEVICES:
         raise DeviceError(f"an identity has at most {MAX_DEVICES} devices; remove one first")
     now = time.time() if now is None else now
@@ -160,7 +160,7 @@ async def add_device(
     """List ``device_key`` as a device of my identity and publish the list; returns its certificate."""
     name = clean_name(name)
     if not account.has_root:
-        raise RootKeyAbsent("only the identity's first device can add a device")
+        raise RootKeyAbsent("only a device holding the root key (the identity's first device) can add a device")
     entries = _my_entries(account)
     if any(e[0] == device_key for e in entries):
         raise DeviceError("this device is already listed")
@@ -192,7 +192,11 @@ async def keep_list(account: Account, node: KomradeNode, *, now: float | None = 
     try:
         if account.has_root:
             state = account.data.get("devices", _ME)
-            if state is None:
+            if state is None:  # a copy restored from the recovery phrase adopts the list the network holds
+                record = await _fetch(node, account.identity.verify_key, now)
+                if record is not None:
+                    account.data.put("devices", _ME, {"seq": record.seq, "entries": _decode(record.value),
+                                                      "record": record.data, "expires_at": record.expires_at})
                 return
             if state["expires_at"] - now < REPUBLISH_BEFORE:
                 await publish_list(account, node, state["entries"], now=now)
@@ -200,7 +204,7 @@ async def keep_list(account: Account, node: KomradeNode, *, now: float | None = 
                 await node.put_record(state["record"])
         else:
             await refresh(account, node, account.identity.verify_key, now=now)
-    except (NetworkError, RecordError) as exc:
+    except (NetworkError, RecordError, DeviceError) as exc:
         log.warning("device list not kept this time: %s", exc)
 
 
