@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import time
+from typing import Any, Awaitable, Callable, TypeVar
 
 from kivy.metrics import dp
 from kivymd.uix.boxlayout import MDBoxLayout
-from kivymd.uix.button import MDButton, MDButtonText, MDIconButton
+from kivymd.uix.button import MDButton, MDButtonIcon, MDButtonText, MDIconButton
 from kivymd.uix.dialog import (
     MDDialog,
     MDDialogButtonContainer,
@@ -18,7 +19,11 @@ from kivymd.uix.label import MDLabel
 from kivymd.uix.progressindicator import MDLinearProgressIndicator
 from kivymd.uix.screen import MDScreen
 from kivymd.uix.scrollview import MDScrollView
+from kivymd.uix.selectioncontrol import MDCheckbox
 from kivymd.uix.textfield import MDTextField, MDTextFieldHintText
+
+
+T = TypeVar("T")
 
 
 def _collapse_when_empty(lab: MDLabel, text: str) -> None:
@@ -41,11 +46,12 @@ def error_label() -> MDLabel:
     return lab
 
 
-def button(text: str, on_release: Callable[[], Any], style: str = "filled", **kw: Any) -> MDButton:
+def button(text: str, on_release: Callable[[], Any], style: str = "filled", icon: str = "", **kw: Any) -> MDButton:
     text_widget = MDButtonText(text=text)
-    btn = MDButton(text_widget, style=style, **kw)
+    icon_widget = MDButtonIcon(icon=icon) if icon else None
+    btn = MDButton(*([icon_widget] if icon_widget else []), text_widget, style=style, **kw)
     btn.bind(on_release=lambda *_: on_release())
-    btn.text_widget = text_widget
+    btn.text_widget, btn.icon_widget = text_widget, icon_widget
     return btn
 
 
@@ -74,6 +80,131 @@ def column(*children: Any, spacing: float = 12, padding: float = 0, **kw: Any) -
     for child in children:
         box.add_widget(child)
     return box
+
+
+def when(ts: int) -> str:
+    """A moment as a person reads it, in local time."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def choices(names: tuple[str, ...], on_pick: Callable[[str], Any],
+            titles: dict[str, str] | None = None) -> tuple[MDBoxLayout, dict[str, MDButton]]:
+    """A row of outlined buttons, one per name (``titles`` says what each shows); ``mark`` fills the chosen one."""
+    titles = titles or {}
+    buttons = {n: button(titles.get(n, n.capitalize()), lambda n=n: on_pick(n), style="outlined") for n in names}
+    return row(*buttons.values()), buttons
+
+
+def mark(buttons: dict[str, MDButton], chosen: str | None) -> None:
+    """The chosen one filled, the others outlined (the label's colour set too: KivyMD keeps the first style's)."""
+    from kivymd.app import MDApp
+
+    theme = MDApp.get_running_app().theme_cls
+    for name, btn in buttons.items():
+        btn.style = "filled" if name == chosen else "outlined"
+        colour = theme.onPrimaryColor if name == chosen else theme.primaryColor
+        btn.text_widget.theme_text_color = "Custom"
+        btn.text_widget.text_color = colour
+        if btn.icon_widget is not None:
+            btn.icon_widget.theme_icon_color = "Custom"
+            btn.icon_widget.icon_color = colour
+
+
+class VoteBar(MDBoxLayout):
+    """Up and down buttons showing their counts, your choice filled. ``on_vote(choice)`` gets "up", "down", or
+    "none" when you press your current choice again (withdrawing it); ``show`` puts the new tally."""
+
+    def __init__(self, on_vote: Callable[[str], Any], up: int = 0, down: int = 0, mine: str | None = None,
+                 **kw: Any) -> None:
+        super().__init__(orientation="horizontal", adaptive_size=True, spacing=dp(8), **kw)
+        self.on_vote = on_vote
+        self.buttons = {"up": button("0", lambda: self.press("up"), style="outlined", icon="thumb-up-outline"),
+                        "down": button("0", lambda: self.press("down"), style="outlined", icon="thumb-down-outline")}
+        for btn in self.buttons.values():
+            self.add_widget(btn)
+        self.up = self.down = 0
+        self.mine: str | None = None
+        self.show(up, down, mine)
+
+    def show(self, up: int, down: int, mine: str | None) -> None:
+        self.up, self.down, self.mine = up, down, (None if mine in (None, "none") else mine)
+        self.buttons["up"].text_widget.text = str(up)
+        self.buttons["down"].text_widget.text = str(down)
+        mark(self.buttons, self.mine)
+
+    def busy(self, busy: bool) -> None:
+        for btn in self.buttons.values():
+            btn.disabled = busy
+
+    def press(self, choice: str) -> None:
+        self.on_vote("none" if choice == self.mine else choice)
+
+
+def show_if(slot: Any, widget: Any, shown: bool) -> None:
+    """Put ``widget`` in ``slot`` when ``shown``, take it out otherwise (no blank space for hidden fields)."""
+    if shown and widget.parent is None:
+        slot.add_widget(widget)
+    elif not shown and widget.parent is slot:
+        slot.remove_widget(widget)
+
+
+def position(lat_field: Any, lon_field: Any) -> tuple[float, float] | None:
+    """The position typed in two fields, or None if both are empty; ValueError with a reason otherwise."""
+    lat, lon = lat_field.text.strip(), lon_field.text.strip()
+    if not lat and not lon:
+        return None
+    try:
+        return float(lat), float(lon)
+    except ValueError:
+        raise ValueError("latitude and longitude are decimal degrees, e.g. 52.52 and 13.40") from None
+
+
+async def inline(error: MDLabel, call: Awaitable[Any]) -> Any:
+    """Await ``call``; a failure is also written in ``error`` (under the form) before the backend's snackbar."""
+    from .backend import describe
+
+    try:
+        result = await call
+    except Exception as exc:
+        error.text = describe(exc)
+        raise
+    error.text = ""
+    return result
+
+
+def api_for(screen: Any, client: Callable[[Any], T]) -> T | None:
+    """``client(api)`` (e.g. SocialApi) over the backend's API, or None after saying the node does not answer."""
+    api = screen.app.backend.api
+    if api is None:
+        screen.app.notify("Your node does not answer yet.")
+        return None
+    return client(api)
+
+
+class ContactPicker(MDBoxLayout):
+    """A checkbox per contact (``people``: objects with ``name`` and ``address``); ``chosen()`` is the ticked
+    addresses, in the order shown."""
+
+    def __init__(self, people: list[Any], empty: str = "No contacts yet: add them on the Contacts screen.",
+                 **kw: Any) -> None:
+        super().__init__(orientation="vertical", adaptive_height=True, spacing=dp(2), **kw)
+        self.boxes: dict[str, MDCheckbox] = {}
+        self.set_people(people, empty)
+
+    def set_people(self, people: list[Any], empty: str = "No contacts yet: add them on the Contacts screen.") -> None:
+        ticked = set(self.chosen())
+        self.clear_widgets()
+        self.boxes = {}
+        if not people:
+            self.add_widget(label(empty, role="medium"))
+        for person in people:
+            box = MDCheckbox(size_hint=(None, None), size=(dp(40), dp(40)), active=person.address in ticked)
+            self.boxes[person.name] = box
+            box.address = person.address
+            self.add_widget(row(box, label(person.name, role="medium", pos_hint={"center_y": 0.5}), spacing=4))
+
+    def chosen(self) -> list[str]:
+        return [box.address for box in self.boxes.values() if box.active]
 
 
 class BaseScreen(MDScreen):
@@ -139,4 +270,5 @@ def confirm(title: str, text: str, action: str, on_yes: Callable[[], Any], conte
     return dialog
 
 
-__all__ = ["BaseScreen", "button", "column", "confirm", "error_label", "field", "icon_button", "label", "row"]
+__all__ = ["BaseScreen", "ContactPicker", "VoteBar", "api_for", "button", "choices", "column", "confirm", "error_label", "field",
+           "icon_button", "inline", "label", "mark", "position", "row", "show_if", "when"]

@@ -110,7 +110,7 @@ def test_feeds_compose_friends_profile_screens(tmp_path: Path, bg: ui.LoopThread
             await ui.until(lambda: len(feeds.cards) == 1, 60, "the local feed shown")
 
             # -- friends: Alice adds Bob, Bob adds Alice with the CLI ---------------------------------------------
-            await ui.press(rail(app, "friends"))
+            await ui.press(feeds.friends_button)  # Friends and Profile live behind Posts
             friends = app.screen("friends")
             friends.address_field.text = bob_address
             friends.name_field.text = "Bob"
@@ -122,7 +122,8 @@ def test_feeds_compose_friends_profile_screens(tmp_path: Path, bg: ui.LoopThread
             assert code == 0, err
 
             # -- profile: set, read back by Bob ------------------------------------------------------------------
-            await ui.press(rail(app, "profile"))
+            await ui.press(rail(app, "feeds"))
+            await ui.press(feeds.profile_button)
             profile = app.screen("profile")
             profile.name_field.text = "Alice from the app"
             profile.bio_field.text = "organiser"

@@ -32,8 +32,8 @@ SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("unlock", "Unlock", "lock-open", "unlock:UnlockScreen", nav=False),
     ScreenSpec("chats", "Messages", "message-text", "chats:ChatsScreen"),
     ScreenSpec("feeds", "Posts", "newspaper-variant", "social:FeedsScreen"),
-    ScreenSpec("friends", "Friends", "account-heart", "social:FriendsScreen"),
-    ScreenSpec("profile", "Profile", "account-circle", "social:ProfileScreen"),
+    ScreenSpec("friends", "Friends", "account-heart", "social:FriendsScreen", nav=False),  # behind Posts
+    ScreenSpec("profile", "Profile", "account-circle", "social:ProfileScreen", nav=False),  # behind Posts
     ScreenSpec("compose", "New post", "pencil", "social:ComposeScreen", nav=False),
     ScreenSpec("contacts", "Contacts", "account-multiple", "contacts:ContactsScreen"),
     ScreenSpec("me", "Me", "qrcode", "me:MeScreen"),

@@ -1,4 +1,5 @@
-"""Posts, friends and profiles (issue 10): feeds with world / friends / local tabs, compose (image picker, anonymous
+"""Posts, friends and profiles (issue 10): feeds with world / friends / local tabs and anonymous votes (issue 11)
+on every post, compose (image picker, anonymous
 switch, local position with the precision that is published), your profile and others', the friends list.
 
 Every call goes through the local API (``komrade_dht.api.social_client.SocialApi``) as a task owned by the backend;
@@ -7,7 +8,6 @@ a failure becomes a snackbar and an inline error, never an exception in the wind
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,59 +16,18 @@ from kivy.uix.image import Image
 from kivymd.uix.card import MDCard
 from kivymd.uix.selectioncontrol import MDSwitch
 
+from komrade_dht.api.organize_client import OrganizeApi
 from komrade_dht.api.social_client import SocialApi
 
-from ..widgets import BaseScreen, button, column, error_label, field, label, row
+from ..widgets import (BaseScreen, VoteBar, api_for, button, choices, column, error_label, field, inline, label, mark,
+                       position, row, show_if, when)
 
 FEEDS = ("world", "friends", "local")
 MAX_CHARS = 1000
 
 
 def _social(screen: BaseScreen) -> SocialApi | None:
-    api = screen.app.backend.api
-    if api is None:
-        screen.app.notify("Your node does not answer yet.")
-        return None
-    return SocialApi(api)
-
-
-def _position(lat_field: Any, lon_field: Any) -> tuple[float, float] | None:
-    """The position typed in two fields, or None if both are empty; ValueError with a reason otherwise."""
-    lat, lon = lat_field.text.strip(), lon_field.text.strip()
-    if not lat and not lon:
-        return None
-    try:
-        return float(lat), float(lon)
-    except ValueError:
-        raise ValueError("latitude and longitude are decimal degrees, e.g. 52.52 and 13.40") from None
-
-
-def _when(ts: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
-
-
-def _choices(names: tuple[str, ...], on_pick: Any) -> tuple[Any, dict[str, Any]]:
-    buttons = {n: button(n.capitalize(), lambda n=n: on_pick(n), style="outlined") for n in names}
-    return row(*buttons.values()), buttons
-
-
-def _mark(buttons: dict[str, Any], chosen: str) -> None:
-    """The chosen one filled, the others outlined (the label's colour set too: KivyMD keeps the first style's)."""
-    from kivymd.app import MDApp
-
-    theme = MDApp.get_running_app().theme_cls
-    for name, btn in buttons.items():
-        btn.style = "filled" if name == chosen else "outlined"
-        btn.text_widget.theme_text_color = "Custom"
-        btn.text_widget.text_color = theme.onPrimaryColor if name == chosen else theme.primaryColor
-
-
-def _show_if(slot: Any, widget: Any, shown: bool) -> None:
-    """Put ``widget`` in ``slot`` when ``shown``, take it out otherwise (no blank space for hidden fields)."""
-    if shown and widget.parent is None:
-        slot.add_widget(widget)
-    elif not shown and widget.parent is slot:
-        slot.remove_widget(widget)
+    return api_for(screen, SocialApi)
 
 
 class FeedsScreen(BaseScreen):
@@ -76,7 +35,7 @@ class FeedsScreen(BaseScreen):
 
     def build(self) -> None:
         self.feed = "world"
-        tabs, self.tabs = _choices(FEEDS, self.pick)
+        tabs, self.tabs = choices(FEEDS, self.pick)
         self.lat_field, self.lon_field = field("Your latitude"), field("Your longitude")
         self.radius_field = field("Within km (optional)")
         self.local_box = column(row(self.lat_field, self.lon_field, self.radius_field),
@@ -84,24 +43,28 @@ class FeedsScreen(BaseScreen):
                                       "you are in.", role="small"), spacing=4)
         self.refresh_button = button("Refresh", self.pull, style="tonal")
         self.compose_button = button("New post", lambda: self.app.show("compose"), style="filled")
+        # Friends and Profile live behind Posts (the rail keeps one slot per area).
+        self.friends_button = button("Friends", lambda: self.app.show("friends"), style="text", icon="account-heart")
+        self.profile_button = button("Profile", lambda: self.app.show("profile"), style="text",
+                                     icon="account-circle")
         self.error = error_label()
         self.list_box = column(spacing=8)
         self.cards: dict[str, Any] = {}
         self.local_slot = column(spacing=0)
-        for widget in (tabs, self.local_slot, row(self.refresh_button, self.compose_button), self.error,
+        for widget in (tabs, self.local_slot, row(self.refresh_button, self.compose_button, self.friends_button, self.profile_button), self.error,
                        self.list_box):
             self.body.add_widget(widget)
         self.pick("world")
 
     def pick(self, feed: str) -> None:
         self.feed = feed
-        _mark(self.tabs, feed)
-        _show_if(self.local_slot, self.local_box, feed == "local")
+        mark(self.tabs, feed)
+        show_if(self.local_slot, self.local_box, feed == "local")
         self.load()
 
     def _where(self) -> tuple[tuple[float, float] | None, float | None] | None:
         try:
-            at = _position(self.lat_field, self.lon_field)
+            at = position(self.lat_field, self.lon_field)
             radius = float(self.radius_field.text) if self.radius_field.text.strip() else None
         except ValueError as exc:
             self.error.text = str(exc)
@@ -156,7 +119,7 @@ class FeedsScreen(BaseScreen):
     def _card(self, post: dict[str, Any]) -> Any:
         who = ("anonymous" if post["anonymous"]
                else f"{post['author_name']}  [{post['author_fingerprint']}]")
-        parts: list[Any] = [label(f"{_when(post['posted_at'])}  {who}", style="Title", role="small"),
+        parts: list[Any] = [label(f"{when(post['posted_at'])}  {who}", style="Title", role="small"),
                             label(post["text"], role="medium")]
         if post.get("image"):
             parts.append(Image(source=post["image"], size_hint=(None, None), size=(dp(320), dp(220)),
@@ -166,10 +129,33 @@ class FeedsScreen(BaseScreen):
         if post.get("area"):
             lat, lon, radius = post["area"]
             parts.append(label(f"within {radius:g} km of {lat:.3f}, {lon:.3f}", role="small"))
+        tally = post.get("votes") or {}
+        card_votes = VoteBar(lambda choice, pid=post["id"]: self.vote(pid, choice), tally.get("up", 0),
+                             tally.get("down", 0), tally.get("mine"))
+        parts.append(card_votes)
         card = MDCard(column(*parts, spacing=4), style="outlined", size_hint_y=None, padding=dp(10))
         card.bind(minimum_height=card.setter("height"))
+        card.votes = card_votes
         self.cards[post["id"]] = card
         return card
+
+    def vote(self, post_id: str, choice: str) -> None:
+        """Vote anonymously (up, down, or none to withdraw); the card shows the tally the node answers with."""
+        organize = api_for(self, OrganizeApi)
+        bar = self.cards[post_id].votes
+        if organize is None:
+            return
+
+        async def run() -> None:
+            bar.busy(True)
+            try:
+                done = await organize.vote(post_id, choice)
+            finally:
+                bar.busy(False)
+            bar.show(done["votes"]["up"], done["votes"]["down"], done["choice"])
+            self.app.notify("Vote withdrawn" if choice == "none" else f"Voted {choice}, anonymously")
+
+        self.app.backend.spawn(run(), "Voting")
 
 
 class ComposeScreen(BaseScreen):
@@ -180,7 +166,7 @@ class ComposeScreen(BaseScreen):
         self.text_field = field("What do you want to say?", multiline=True)
         self.counter = label(f"0 / {MAX_CHARS}", role="small")
         self.text_field.bind(text=lambda *_: self._count())
-        audience, self.audience = _choices(FEEDS, self.pick)
+        audience, self.audience = choices(FEEDS, self.pick)
         self.anonymous = MDSwitch()
         self.anonymous_note = label("Anonymous: no key, no name, nothing linking it to you or your other anonymous "
                                     "posts (world and local only).", role="small")
@@ -209,8 +195,8 @@ class ComposeScreen(BaseScreen):
 
     def pick(self, to: str) -> None:
         self.to = to
-        _mark(self.audience, to)
-        _show_if(self.local_slot, self.local_box, to == "local")
+        mark(self.audience, to)
+        show_if(self.local_slot, self.local_box, to == "local")
         self.anonymous.disabled = to == "friends"
         if to == "friends":
             self.anonymous.active = False
@@ -234,7 +220,7 @@ class ComposeScreen(BaseScreen):
         at = radius = None
         if self.to == "local":
             try:
-                at = _position(self.lat_field, self.lon_field)
+                at = position(self.lat_field, self.lon_field)
                 radius = float(self.radius_field.text)
             except ValueError:
                 self.error.text = "A local post needs a latitude, a longitude and a radius (numbers)."
@@ -250,13 +236,9 @@ class ComposeScreen(BaseScreen):
         async def run() -> None:
             self.post_button.disabled = True
             try:
-                sent = await social.post(text, to=self.to, anonymous=bool(self.anonymous.active),
-                                         image_path=self.image_field.text.strip() or None, at=at, radius_km=radius)
-            except Exception as exc:  # noqa: BLE001 - shown inline and as a snackbar
-                from ..backend import describe
-
-                self.error.text = describe(exc)
-                raise
+                sent = await inline(self.error, social.post(
+                    text, to=self.to, anonymous=bool(self.anonymous.active),
+                    image_path=self.image_field.text.strip() or None, at=at, radius_km=radius))
             finally:
                 self.post_button.disabled = False
             area = sent.get("published_area")
@@ -277,7 +259,7 @@ class ProfileScreen(BaseScreen):
         self.visibility = "world"
         self.name_field, self.bio_field = field("Name"), field("Bio (300 characters)", multiline=True)
         self.photo_field = field("Photo file (optional)")
-        vis, self.vis_buttons = _choices(("world", "friends", "local"), self.pick)
+        vis, self.vis_buttons = choices(("world", "friends", "local"), self.pick)
         self.lat_field, self.lon_field, self.radius_field = field("Latitude"), field("Longitude"), field("Radius km")
         self.local_box = row(self.lat_field, self.lon_field, self.radius_field)
         self.local_slot = column(spacing=0)
@@ -287,6 +269,7 @@ class ProfileScreen(BaseScreen):
         self.address_field = field("Someone's address")
         self.show_button = button("Show profile", self.show_other, style="tonal")
         self.other = column(spacing=4)
+        self.footer.add_widget(row(button("Back to posts", lambda: self.app.show("feeds"), style="text")))
         for widget in (label("Your profile", style="Title", role="medium"), self.name_field, self.bio_field,
                        self.photo_field, label("Visible to", style="Title", role="small"), vis, self.local_slot,
                        self.save_button, self.error, self.saved,
@@ -297,8 +280,8 @@ class ProfileScreen(BaseScreen):
 
     def pick(self, visibility: str) -> None:
         self.visibility = visibility
-        _mark(self.vis_buttons, visibility)
-        _show_if(self.local_slot, self.local_box, visibility == "local")
+        mark(self.vis_buttons, visibility)
+        show_if(self.local_slot, self.local_box, visibility == "local")
 
     def refresh(self, *_: Any) -> None:
         social = self.app.backend.api and SocialApi(self.app.backend.api)
@@ -332,13 +315,7 @@ class ProfileScreen(BaseScreen):
         self.error.text = ""
 
         async def run() -> None:
-            try:
-                mine = await social.set_profile(**fields)
-            except Exception as exc:  # noqa: BLE001
-                from ..backend import describe
-
-                self.error.text = describe(exc)
-                raise
+            mine = await inline(self.error, social.set_profile(**fields))
             self.saved.text = f"Published version {mine['version']} ({mine['visibility']})"
             self.app.notify("Profile published")
 
@@ -376,6 +353,7 @@ class FriendsScreen(BaseScreen):
         self.error = error_label()
         self.list_box = column(spacing=8)
         self.rows: dict[str, Any] = {}
+        self.footer.add_widget(row(button("Back to posts", lambda: self.app.show("feeds"), style="text")))
         for widget in (label("A friend reads your friends posts and friends-only profile once you both added each "
                              "other. Removing one replaces your circle key: they read nothing you post after.",
                              role="medium"),
@@ -413,14 +391,7 @@ class FriendsScreen(BaseScreen):
         address, name = self.address_field.text.strip(), self.name_field.text.strip() or None
 
         async def run() -> None:
-            try:
-                await social.add_friend(address, name)
-            except Exception as exc:  # noqa: BLE001
-                from ..backend import describe
-
-                self.error.text = describe(exc)
-                raise
-            self.error.text = ""
+            await inline(self.error, social.add_friend(address, name))
             self.address_field.text = self.name_field.text = ""
             self.show(await social.friends())
             self.app.notify("Friend added; your circle key was sent")
