@@ -636,6 +636,18 @@ async def flood_appends(senders: list[RawSender], targets: list[KomradeNode], sl
     return {"accepted": sorted(t.store.stats().slot_entries - before[t.address] for t in targets), "replies": codes}
 
 
+def plant(targets: list[KomradeNode], slot: bytes, envelopes: list[bytes], chunk: int = 500) -> list[int]:
+    """What a flood that got through leaves behind, without the flood's minutes: ``envelopes`` committed to ``slot``
+    in each target's real store as its group commit would (for tests of *readers*; the append path under a flood has
+    its own tests with :func:`flood_appends`). Returns the entries each target holds for ``slot``."""
+    for target in targets:
+        assert target.store is not None
+        for start in range(0, len(envelopes), chunk):
+            target.store.append_many([(slot, d, int.from_bytes(d[2:6], "big"), 0)
+                                      for d in envelopes[start:start + chunk]])
+    return [len(target.store.slot_entries(slot)) for target in targets]  # type: ignore[union-attr]
+
+
 # ------------------------------------------------------------------------------------ measuring a sync
 
 

@@ -270,8 +270,8 @@ JUNK = 10_000
 
 
 def test_tally_stays_exact_under_junk_in_the_vote_slot(tmp_path: Path) -> None:
-    """10,000 anonymous 'vote' envelopes with real (cheap) work for the slot, accepted by the slot's closest relay
-    (from 4 sockets), beside 3 real roster votes: a reader's tally is exact, the junk refused by its cheap checks
+    """10,000 anonymous 'vote' envelopes with real (cheap) work for the slot, held by the slot's closest relay
+    (planted in its store: floods are tested in test_slot_attacks), beside 3 real roster votes: a reader's tally is exact, the junk refused by its cheap checks
     (never a ring verification), in bounded time and datagrams: the read looks at what its bounds let through."""
     from . import adversary as adv
 
@@ -292,10 +292,8 @@ def test_tally_stays_exact_under_junk_in_the_vote_slot(tmp_path: Path) -> None:
                 return [env.make_public(None, os.urandom(40), content_type="vote", pow=CHEAP_POW, slot=slot,
                                         ttl=3600) for _ in range(JUNK)]
 
-            senders = await adv.raw_senders(4)
-            nodes.extend(senders)
-            flood = await adv.flood_appends(senders, adv.closest(relays, slot, 1), slot, await asyncio.to_thread(junk))
-            assert min(flood["accepted"]) >= JUNK * 0.9, flood
+            planted = adv.plant(adv.closest(relays, slot, 1), slot, await asyncio.to_thread(junk))
+            assert planted == [JUNK + 3] or planted == [JUNK], planted  # (+ the real votes, if it holds them)
             reader = await client(relays[-1].address, CONFIG)
             nodes.append(reader)
 
