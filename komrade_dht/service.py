@@ -26,6 +26,7 @@ from .address import decode_address
 from .errors import AddressError, KomradeError
 from .node import KomradeNode, NodeConfig
 from .social import Account, Contact, Message, burn, inbox, mark_read, send_dm, sync_inbox
+from .social.device_service import DeviceService, qr_png
 from .storage import Store, StoreLimits
 from .votes import RegistrationParams
 
@@ -333,6 +334,7 @@ class UserService:
 
         self.organize = OrganizeService(account, self._node, self.events.publish, self.sync, config.registration)
         self.social = SocialService(account, self._node, self.events.publish, self.sync, votes=self.organize)
+        self.devices = DeviceService(account, self._node, self._spawn)  # issue 14
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -423,11 +425,12 @@ class UserService:
         if fd is not None:
             os.close(fd)  # closing the descriptor releases the flock
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         task.set_name(f"komrade-service-{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     @staticmethod
     async def _every(interval: float, job: Callable[[], Awaitable[Any]], first: float | None = None) -> None:
@@ -472,15 +475,9 @@ class UserService:
 
     def qr_png(self, scale: int = 8) -> bytes:
         """The address as a QR code, PNG bytes."""
-        import io
-
-        import segno
-
         if not 1 <= scale <= 32:
             raise InvalidInput("scale must be between 1 and 32")
-        buf = io.BytesIO()
-        segno.make(self.account.address.text, error="m").save(buf, kind="png", scale=scale, border=4)
-        return buf.getvalue()
+        return qr_png(self.account.address.text, scale)
 
     # -- contacts ------------------------------------------------------------------------------------------
     def contacts(self) -> list[Contact]:

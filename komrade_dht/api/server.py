@@ -52,6 +52,9 @@ from .social_routes import SOCIAL_QUERY_PARAMS  # noqa: E402 (issue 10)
 
 QUERY_PARAMS.update(SOCIAL_QUERY_PARAMS)
 QUERY_PARAMS.update(ORGANIZE_QUERY_PARAMS)
+from .device_routes import DEVICE_QUERY_PARAMS  # noqa: E402 (issue 14)
+
+QUERY_PARAMS.update(DEVICE_QUERY_PARAMS)
 
 
 def openapi_document() -> bytes:
@@ -201,6 +204,9 @@ class ApiServer:
         from .organize_routes import add_organize_routes  # votes, events, pins, collectives (issue 11)
 
         add_organize_routes(app, self)
+        from .device_routes import add_device_routes  # this identity's devices (issue 14)
+
+        add_device_routes(app, self)
         return app
 
     async def start(self) -> str:

@@ -114,7 +114,7 @@ def new_code(account: Account, *, now: float | None = None) -> PairingCode:
 async def _first(node: KomradeNode, slot: bytes, opener: Any, deadline: float) -> Any:
     """The first envelope of ``slot`` that ``opener`` opens (None until then), looked for until ``deadline``."""
     while True:
-        for data in await node.fetch_slot(slot):
+        for data in (await node.read_slot(slot)).wanted:
             try:
                 opened = opener(data)
             except EnvelopeError:
@@ -174,7 +174,7 @@ async def join(
     code = parse_code(code_text)
     name = devices.clean_name(device_name)
     code.check_fresh(time.time())
-    if await node.fetch_slot(code.request_slot):
+    if (await node.read_slot(code.request_slot)).wanted:
         raise DeviceError("this pairing code was already used by another device; make a new one on your first device")
     device = Identity.generate()
     request = codec.pack({"n": name})

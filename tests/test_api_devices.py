@@ -1,0 +1,70 @@
+"""This identity's devices through the local API over real HTTP on 127.0.0.1 (issue 14): list, pair (the code and
+its QR while the node waits in the background), remove; a new device joins with the code as `komrade device join`
+does."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from komrade_dht.api.server import ApiServer
+from komrade_dht.service import ServiceConfig, UserService
+from komrade_dht.social import pairing
+
+from .support import FAST_KDF, account, client, shutdown, start_relays, wait_for
+from .test_api_posts import CONFIG, _raw
+
+
+def test_list_pair_and_remove_devices_through_the_api(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 20, CONFIG)
+        alice = account(tmp_path, "Alice")
+        svc = UserService(alice, ServiceConfig(bootstrap=(relays[0].address,), node=CONFIG, sync_interval=3600))
+        api: ApiServer | None = None
+        phone = None
+        nodes = list(relays)
+        try:
+            await svc.start()
+            api = ApiServer(svc)
+            await api.start()
+            status, listed = await _raw("GET", api, "/v1/devices")
+            assert status == 200 and listed == {"root": True, "pairing": None, "devices": [
+                {"key": alice.identity.verify_key.hex(), "name": "first device", "added": alice.created,
+                 "root": True, "this": True}]}
+            assert (await _raw("GET", api, "/v1/pairing"))[0] == 404
+            assert (await _raw("GET", api, "/v1/pairing/qr.png"))[0] == 404
+
+            status, made = await _raw("POST", api, "/v1/pairing")
+            assert status == 201 and made["state"] == "waiting" and made["code"].startswith("komrade-pair:")
+            status, png = await _raw("GET", api, "/v1/pairing/qr.png?scale=4")
+            assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
+            assert (await _raw("GET", api, "/v1/pairing/qr.png?scale=99"))[0] == 400
+
+            phone_node = await client(relays[5].address, CONFIG)
+            nodes.append(phone_node)
+            phone = await pairing.join(tmp_path / "phone", phone_node, made["code"], "phone", "pw", timeout=60,
+                                       **FAST_KDF)
+
+            async def paired() -> dict | None:
+                state = (await _raw("GET", api, "/v1/pairing"))[1]
+                return state if state["state"] == "paired" else None  # type: ignore[index]
+
+            state = await wait_for(paired, timeout=30)
+            assert state["device"]["key"] == phone.device.verify_key.hex()
+            names = [d["name"] for d in (await _raw("GET", api, "/v1/devices"))[1]["devices"]]  # type: ignore[index]
+            assert names == ["first device", "phone"]
+
+            # bad input and unknown devices: 4xx with a reason
+            status, body = await _raw("DELETE", api, "/v1/devices/" + alice.identity.verify_key.hex())
+            assert status == 400 and "cannot be removed" in body["message"]  # type: ignore[index]
+            assert (await _raw("DELETE", api, "/v1/devices/nothing"))[0] == 404
+            status, removed = await _raw("DELETE", api, "/v1/devices/" + phone.device.verify_key.hex())
+            assert status == 200 and removed["name"] == "phone"  # type: ignore[index]
+            assert (await _raw("DELETE", api, "/v1/devices/" + phone.device.verify_key.hex()))[0] == 404
+        finally:
+            if api is not None:
+                await api.close()
+            await svc.close()
+            await shutdown(nodes, (alice,) + ((phone,) if phone else ()))
+
+    asyncio.run(scenario())
