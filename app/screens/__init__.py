@@ -37,6 +37,7 @@ SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("compose", "New post", "pencil", "social:ComposeScreen", nav=False),
     ScreenSpec("contacts", "Contacts", "account-multiple", "contacts:ContactsScreen"),
     ScreenSpec("me", "Me", "qrcode", "me:MeScreen"),
+    ScreenSpec("devices", "Devices", "cellphone-link", "devices:DevicesScreen", nav=False),  # behind Me
     ScreenSpec("status", "Node", "lan", "status:StatusScreen"),
     ScreenSpec("settings", "Settings", "cog", "settings:SettingsScreen"),
     ScreenSpec("thread", "Conversation", "message", "thread:ThreadScreen", nav=False),

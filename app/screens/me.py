@@ -23,9 +23,11 @@ class MeScreen(BaseScreen):
         self.copy_fp = button("Copy fingerprint", lambda: self.copy(self.fingerprint.text, "Fingerprint"),
                               style="outlined")
         self.recovery_box = column(spacing=6)
+        self.devices_button = button("Your devices", lambda: self.app.show("devices"), style="tonal")
         for widget in (self.name_label, label("Your address (give it to people who may write to you):", role="medium"),
                        self.address, self.qr, label("Your fingerprint (compare it in person to verify):", role="medium"),
-                       self.fingerprint, row(self.copy_address, self.copy_fp), self.recovery_box):
+                       self.fingerprint, row(self.copy_address, self.copy_fp), row(self.devices_button),
+                       self.recovery_box):
             self.body.add_widget(widget)
         self.app.backend.bind(identity=self.refresh, qr_png=self.refresh, recovery_text=self.refresh)
 
