@@ -152,7 +152,8 @@ class Status:
 
 @dataclass(frozen=True)
 class Event:
-    """One event from the stream: ``kind`` is "message" (``message`` set) or "status" (``status`` set)."""
+    """One event from the stream: ``kind`` is "message" (``message`` set), "status" (``status`` set), or, with
+    ``data`` as the OpenAPI document's shapes, "post" (a feed item), "invitation" (an event) or "collective"."""
 
     kind: str
     id: str

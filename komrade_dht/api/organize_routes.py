@@ -124,6 +124,30 @@ def add_organize_routes(app: web.Application, server: ApiServer) -> None:
     r = app.router
     r.add_post("/v1/posts/{id}/vote", vote)
     r.add_get("/v1/posts/{id}/votes", votes, allow_head=False)
+    r.add_get("/v1/organize/events", list_events, allow_head=False)
+    r.add_post("/v1/organize/events", create_event)
+    r.add_get("/v1/organize/events/{event_id}", event, allow_head=False)
+    r.add_patch("/v1/organize/events/{event_id}", edit_event)
+    r.add_post("/v1/organize/events/{event_id}/refresh", refresh_event)
+    r.add_post("/v1/organize/events/{event_id}/invite", invite)
+    r.add_post("/v1/organize/events/{event_id}/answer", answer)
+    r.add_post("/v1/organize/events/{event_id}/cancel", cancel_event)
+    r.add_get("/v1/organize/pins", list_pins, allow_head=False)
+    r.add_post("/v1/organize/pins", drop_pin)
+    r.add_post("/v1/organize/pins/{pin_id}/confirm", confirm_pin)
+    r.add_post("/v1/organize/pins/{pin_id}/dismiss", dismiss_pin)
+    r.add_delete("/v1/organize/pins/{pin_id}", remove_pin)
+    r.add_get("/v1/organize/collectives", list_collectives, allow_head=False)
+    r.add_post("/v1/organize/collectives", found)
+    r.add_get("/v1/organize/collectives/{cid}", collective, allow_head=False)
+    r.add_post("/v1/organize/collectives/{cid}/join", join)
+    r.add_post("/v1/organize/collectives/{cid}/vouch", vouch)
+    r.add_post("/v1/organize/collectives/{cid}/proposals", propose)
+    r.add_post("/v1/organize/collectives/{cid}/proposals/{pid}/vote", vote_proposal)
+    r.add_get("/v1/organize/collectives/{cid}/posts", group_posts, allow_head=False)
+    r.add_post("/v1/organize/collectives/{cid}/posts", group_post)
+
+
 
 
 __all__ = ["ORGANIZE_QUERY_PARAMS", "add_organize_routes"]

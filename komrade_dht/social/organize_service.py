@@ -92,17 +92,29 @@ def state_dict(account: Account, state: Any) -> dict[str, Any]:
     me = account.identity.verify_key
     quorum = state.constitution.quorum(len(state.members))
 
-    def who(key: bytes) -> str:
+    from .. import collective
+
+    ops = {collective.op_hash(op): op for op in record.get("ops", [])}
+
+    def address(key: bytes, join: bytes | None = None) -> str | None:
+        """A member's address as the log told us, or a newcomer's from their join request's note."""
+        known = record["addresses"].get(key.hex())
+        if known is None and join in ops:
+            note = collective.decode_op(ops[join]).body.get("note")
+            known = note if isinstance(note, str) else None
+        return known
+
+    def who(key: bytes, join: bytes) -> str:
         contact = account.contact(key)
-        return contact.name if contact else record["addresses"].get(key.hex(), key.hex())
+        return contact.name if contact else address(key, join) or key.hex()
 
     return {
         "id": state.collective_id.hex(), "name": state.name, "constitution": state.constitution.to_wire(),
         "key_epoch": state.key_epoch, "member": me in state.members,
         "members": [{**m.__dict__, "address": record["addresses"].get(m.key),
                      "me": m.key == me.hex()} for m in coll.members(account, state)],
-        "joins": [{"id": h.hex(), "newcomer": j.newcomer.hex(), "who": who(j.newcomer),
-                   "address": record["addresses"].get(j.newcomer.hex()), "vouches": len(j.vouchers),
+        "joins": [{"id": h.hex(), "newcomer": j.newcomer.hex(), "who": who(j.newcomer, h),
+                   "address": address(j.newcomer, h), "vouches": len(j.vouchers),
                    "needed": quorum, "status": j.status, "vouched": me in j.vouchers}
                   for h, j in state.joins.items()],
         "proposals": [{"id": h.hex(), "action": p.action,
@@ -148,13 +160,18 @@ async def tally_posts(account: Account, node: KomradeNode, post_ids: list[str],
 
 
 # -- input checks -------------------------------------------------------------------------------------------------
-def _fields(body: dict[str, Any], allowed: set[str], required: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _fields(body: dict[str, Any], allowed: set[str], required: set[str] = frozenset(),  # type: ignore[assignment]
+            nullable: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Refuse unknown and missing fields, and a null where a field has no null meaning (leave it out instead)."""
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise KomradeError(f"unknown field(s): {', '.join(str(k)[:40] for k in unknown[:5])}")
     missing = sorted(required - set(body))
     if missing:
         raise KomradeError(f"missing field(s): {', '.join(missing)}")
+    nulls = sorted(k for k, v in body.items() if v is None and k not in nullable)
+    if nulls:
+        raise KomradeError(f"{', '.join(nulls[:5])} cannot be null: leave the field out for its default")
 
 
 def _str(body: dict[str, Any], key: str, default: str | None = None, limit: int = 1000) -> str:
@@ -175,6 +192,11 @@ def _int(body: dict[str, Any], key: str, default: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise KomradeError(f"{key} must be a whole number")
     return value
+
+
+def _num(body: dict[str, Any], key: str, default: float) -> float:
+    value = _number(body.get(key), key)
+    return default if value is None else value
 
 
 def _bool(body: dict[str, Any], key: str) -> bool:
@@ -305,7 +327,7 @@ class OrganizeService:
     async def create_event(self, body: dict[str, Any]) -> dict[str, Any]:
         _fields(body, {"title", "starts_at", "ends_at", "place", "description", "at", "precision_km",
                        "image_path", "image_base64", "anonymous", "anonymous_answers", "invite"},
-                {"title", "starts_at", "ends_at"})
+                {"title", "starts_at", "ends_at"}, nullable={"at"})
         title = _str(body, "title", limit=events.MAX_TITLE)
         place = _str(body, "place", "", events.MAX_PLACE)
         description = _str(body, "description", "", events.MAX_DESCRIPTION)
@@ -313,7 +335,7 @@ class OrganizeService:
         at = _position(body.get("at"))
         if at is not None:
             at = geo.check_position(*at)
-        precision = _number(body.get("precision_km"), "precision_km") or 1.0
+        precision = _num(body, "precision_km", 1.0)
         geo.coarsening_level_km(precision)
         anonymous, anonymous_answers = _bool(body, "anonymous"), _bool(body, "anonymous_answers")
         invite = _addresses(body.get("invite", []), "invite")
@@ -403,16 +425,15 @@ class OrganizeService:
 
     async def drop_pin(self, body: dict[str, Any]) -> dict[str, Any]:
         _fields(body, {"kind", "text", "at", "radius_km", "precision_km", "hours"}, {"kind", "at"})
-        hours = _number(body.get("hours"), "hours")
-        hours = pins.DEFAULT_TTL / 3600 if hours is None else hours
-        if not 0 < hours <= pins.MAX_PIN_TTL / 3600:
-            raise KomradeError(f"a pin lives from a moment to {pins.MAX_PIN_TTL // 3600} hours, not {hours:g}")
+        hours = _num(body, "hours", pins.DEFAULT_TTL / 3600)
+        if not 1 / 60 <= hours <= pins.MAX_PIN_TTL / 3600:
+            raise KomradeError(f"a pin lives from a minute to {pins.MAX_PIN_TTL // 3600} hours, not {hours:g} hours")
         ttl = max(1, int(hours * 3600))
         kind, text, ttl = pins.check_pin(body["kind"], _str(body, "text", "", pins.MAX_TEXT), ttl)
         at = _position(body["at"])
         assert at is not None
-        radius = geo.check_radius(_number(body.get("radius_km"), "radius_km") or pins.DEFAULT_RADIUS_KM)
-        precision = _number(body.get("precision_km"), "precision_km") or pins.DEFAULT_PRECISION_KM
+        radius = geo.check_radius(_num(body, "radius_km", pins.DEFAULT_RADIUS_KM))
+        precision = _num(body, "precision_km", pins.DEFAULT_PRECISION_KM)
         geo.coarsening_level_km(precision)
         d = await pins.drop_pin(self.account, self._node(), kind, text, geo.check_position(*at), radius_km=radius,
                                 precision_km=precision, ttl=ttl)
@@ -482,9 +503,7 @@ class OrganizeService:
     async def collective(self, cid: str) -> dict[str, Any]:
         """Sync (inbox, then the log) and the replayed state."""
         raw = coll._cid(cid)
-        if self.account.data.get("collective", raw) is None and self.account.data.get("collective_join", raw) is None:
-            raise SocialNotFound(f"you are in no collective {cid}")
-        await self._synced()  # the key of a collective we asked to join may be in it
+        await self._synced()  # the key of a collective we were invited to or asked to join may be in it
         self._known(cid)
         return state_dict(self.account, await coll.sync_collective(self.account, self._node(), raw, inbox=False))
 
