@@ -249,7 +249,8 @@ async def collectives_slice(alice: User, bob: User, carol: User) -> None:
     state = await wait_for(lambda: pending(alice), timeout=30, interval=0.3)
     assert alice_stream.find("collective", id=cid, what="join_request") is not None
     [join] = state["joins"]
-    assert (join["address"], join["vouches"], join["needed"], join["status"]) == (carol.address, 0, 2, "pending")
+    assert (join["address"], join["note"], join["vouches"], join["needed"], join["status"]) == (
+        carol.address, "I grow beans", 0, 2, "pending")
 
     state = await alice.org.vouch(cid, join_id)
     assert [(j["vouches"], j["status"], j["vouched"]) for j in state["joins"]] == [(1, "pending", True)]

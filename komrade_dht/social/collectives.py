@@ -234,6 +234,9 @@ def receive_join(account: Account, opened: env.Opened, slot: bytes, now: float) 
     if record is None or not record["keys"]:
         return  # not a collective of ours
     record["to_append"].append(obj["op"])
+    note = obj.get("note")
+    if isinstance(note, str) and note:  # what the newcomer wrote to this member (the log does not carry it)
+        record.setdefault("notes", {})[op.hash.hex()] = note[:200]
     _save(account, record)
 
 

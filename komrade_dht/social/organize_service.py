@@ -114,10 +114,11 @@ def state_dict(account: Account, state: Any) -> dict[str, Any]:
         "members": [{**m.__dict__, "address": record["addresses"].get(m.key),
                      "me": m.key == me.hex()} for m in coll.members(account, state)],
         "joins": [{"id": h.hex(), "newcomer": j.newcomer.hex(), "who": who(j.newcomer, h),
-                   "address": address(j.newcomer, h), "vouches": len(j.vouchers),
+                   "address": address(j.newcomer, h), "note": record.get("notes", {}).get(h.hex()),
+                   "vouches": len(j.vouchers),
                    "needed": quorum, "status": j.status, "vouched": me in j.vouchers}
                   for h, j in state.joins.items()],
-        "proposals": [{"id": h.hex(), "action": p.action,
+        "proposals": [{"id": h.hex(), "kind": p.action,
                        "target": p.target.hex() if isinstance(p.target, bytes) else p.target,
                        "what": _proposal_what(p), "status": p.status, "open": p.status == "open",
                        "up": p.up, "down": p.down, "needed": p.needed, "closes_at": p.closes_at,
