@@ -63,6 +63,10 @@ class Backend(EventDispatcher):
     qr_png = ObjectProperty(b"")
     last_sync_result = DictProperty({})
     crowd = ObjectProperty(None, allownone=True)
+    invitation = DictProperty({})
+    """The newest event invitation or update pushed by the node (the events screens bind to it)."""
+    collective_news = DictProperty({})
+    """The newest collective news pushed by the node (keys received, a join request)."""
 
     def __init__(self, notify: Callable[[str], None],
                  rediscover: Callable[[], Awaitable[ApiClient | None]] | None = None, **kwargs: Any) -> None:
@@ -152,6 +156,10 @@ class Backend(EventDispatcher):
                             self.messages = self.messages + [event.message]
                     elif event.kind == "status" and event.status is not None:
                         self.status = event.status
+                    elif event.kind == "invitation":
+                        self._invited(event.data)
+                    elif event.kind == "collective":
+                        self._collective_news(event.data)
                 self._lost("the event stream ended")
             except asyncio.CancelledError:
                 raise
@@ -179,6 +187,24 @@ class Backend(EventDispatcher):
         old, self.api = self.api, found
         if old is not None:
             await old.close()
+
+    def _invited(self, event: dict[str, Any]) -> None:
+        title = str(event.get("title") or "an event")
+        if event.get("cancelled"):
+            self.notify(f"Cancelled: {title}")
+        elif int(event.get("version") or 0) > 1:
+            self.notify(f"Event changed: {title}")
+        else:
+            self.notify(f"Invitation: {title}")
+        self.invitation = dict(event)
+
+    def _collective_news(self, news: dict[str, Any]) -> None:
+        name = str(news.get("name") or "a collective")
+        if news.get("what") == "join_request":
+            self.notify(f"Someone asks to join {name}")
+        else:
+            self.notify(f"{name}: its key arrived")
+        self.collective_news = dict(news)
 
     def _count_unread(self, *_: Any) -> None:
         self.unread = sum(1 for m in self.messages if not m.read)

@@ -270,5 +270,5 @@ def confirm(title: str, text: str, action: str, on_yes: Callable[[], Any], conte
     return dialog
 
 
-__all__ = ["BaseScreen", "ContactPicker", "VoteBar", "api_for", "button", "choices", "column", "confirm", "error_label", "field",
-           "icon_button", "inline", "label", "mark", "position", "row", "show_if", "when"]
+__all__ = ["BaseScreen", "ContactPicker", "VoteBar", "api_for", "button", "choices", "column", "confirm",
+           "error_label", "field", "icon_button", "inline", "label", "mark", "position", "row", "show_if", "when"]

@@ -32,9 +32,14 @@ SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("unlock", "Unlock", "lock-open", "unlock:UnlockScreen", nav=False),
     ScreenSpec("chats", "Messages", "message-text", "chats:ChatsScreen"),
     ScreenSpec("feeds", "Posts", "newspaper-variant", "social:FeedsScreen"),
+    ScreenSpec("events", "Events", "calendar-star", "events:EventsScreen"),
+    ScreenSpec("collectives", "Collectives", "account-group", "collectives:CollectivesScreen"),
     ScreenSpec("friends", "Friends", "account-heart", "social:FriendsScreen", nav=False),  # behind Posts
     ScreenSpec("profile", "Profile", "account-circle", "social:ProfileScreen", nav=False),  # behind Posts
     ScreenSpec("compose", "New post", "pencil", "social:ComposeScreen", nav=False),
+    ScreenSpec("event", "Event", "calendar", "events:EventScreen", nav=False),
+    ScreenSpec("new_event", "New event", "calendar-plus", "events:NewEventScreen", nav=False),
+    ScreenSpec("collective", "Collective", "account-group", "collectives:CollectiveScreen", nav=False),
     ScreenSpec("contacts", "Contacts", "account-multiple", "contacts:ContactsScreen"),
     ScreenSpec("me", "Me", "qrcode", "me:MeScreen"),
     ScreenSpec("devices", "Devices", "cellphone-link", "devices:DevicesScreen", nav=False),  # behind Me

@@ -51,7 +51,8 @@ class FeedsScreen(BaseScreen):
         self.list_box = column(spacing=8)
         self.cards: dict[str, Any] = {}
         self.local_slot = column(spacing=0)
-        for widget in (tabs, self.local_slot, row(self.refresh_button, self.compose_button, self.friends_button, self.profile_button), self.error,
+        actions = row(self.refresh_button, self.compose_button, self.friends_button, self.profile_button)
+        for widget in (tabs, self.local_slot, actions, self.error,
                        self.list_box):
             self.body.add_widget(widget)
         self.pick("world")
