@@ -54,6 +54,31 @@ def test_list_pair_and_remove_devices_through_the_api(tmp_path: Path) -> None:
             names = [d["name"] for d in (await _raw("GET", api, "/v1/devices"))[1]["devices"]]  # type: ignore[index]
             assert names == ["first device", "phone"]
 
+            # The phone runs a node of its own: it syncs, lists itself, and refuses what needs the root key with a
+            # clear 400 (pairing, posting as the identity), never a 5xx.
+            phone_svc = UserService(phone, ServiceConfig(bootstrap=(relays[9].address,), node=CONFIG,
+                                                         sync_interval=3600))
+            phone_api = None
+            try:
+                await phone_svc.start()
+                phone_api = ApiServer(phone_svc)
+                await phone_api.start()
+                status, synced = await _raw("POST", phone_api, "/v1/sync")
+                assert status == 200, synced
+                status, listed = await _raw("GET", phone_api, "/v1/devices")
+                assert status == 200 and listed["root"] is False  # type: ignore[index]
+                assert [d["this"] for d in listed["devices"]] == [False, True]  # type: ignore[index]
+                status, body = await _raw("POST", phone_api, "/v1/pairing")
+                assert status == 400 and "root key" in body["message"], body  # type: ignore[index]
+                status, body = await _raw("POST", phone_api, "/v1/posts", json={"text": "as Alice?"})
+                assert status == 400 and "root key" in body["message"], body  # type: ignore[index]
+                status, identity = await _raw("GET", phone_api, "/v1/identity")
+                assert status == 200 and identity["address"] == alice.address.text  # type: ignore[index]
+            finally:
+                if phone_api is not None:
+                    await phone_api.close()
+                await phone_svc.close()
+
             # bad input and unknown devices: 4xx with a reason
             status, body = await _raw("DELETE", api, "/v1/devices/" + alice.identity.verify_key.hex())
             assert status == 400 and "cannot be removed" in body["message"]  # type: ignore[index]

@@ -55,6 +55,8 @@ def test_pair_join_list_remove_through_the_cli(tmp_path: Path, relays) -> None: 
     assert "no device" in one_error_line(run(["device", "remove", *net, phone_key], laptop, check=False))
     assert [d["name"] for d in json.loads(run(["device", "list", "--json"], laptop).stdout)["devices"]] == [
         "first device"]
+    run(["inbox", *net], phone, passphrase="phone's own passphrase")  # a sync refreshes the phone's copy of the list
+    assert "no longer in the list" in run(["device", "list"], phone, passphrase="phone's own passphrase").stdout
 
     # joining from the recovery phrase makes a full copy, and says it cannot be removed
     recovery = run(["recovery"], laptop).stdout.strip()

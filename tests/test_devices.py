@@ -65,6 +65,15 @@ def test_two_devices_read_offline_mail_and_a_removed_device_is_cut_off(tmp_path:
             assert [(m.text, m.sender_address, m.sender_fingerprint) for m in got] == [
                 ("from my phone", laptop.address.text, laptop.fingerprint)]
 
+            # A copy restored from the recovery phrase holds the root key: it reads everything and follows the list.
+            copy = account(tmp_path, "Copy", seed=laptop.identity.seed)
+            nodes.append(copy_node := await client(relays[15].address, CONFIG))
+            try:
+                assert [m.text for m in await sync_inbox(copy, copy_node)] == ["both of you, read this"]
+                assert [d.name for d in devices.my_devices(copy)] == ["first device", "phone"]
+            finally:
+                copy.close()
+
             # The laptop removes the phone. Sam's next refresh (at his first send a minute later) sees the list.
             removed = await devices.remove_device(laptop, laptop_node, phone.device.verify_key.hex())
             assert removed.name == "phone"

@@ -50,8 +50,10 @@ VIA = "via/"
 MAX_DEVICE_NAME = 32
 #: The root device republishes its list when it would expire within this many seconds.
 REPUBLISH_BEFORE = MAX_TTL // 2
+#: How often a device with the root key checks and republishes its list (seconds).
+KEEP_EVERY = 3600
 _CERT_DOMAIN = b"komrade/device-cert/v1"
-_ME = b"me"
+_ME, _CHECKED = b"me", b"checked"
 
 
 @dataclass(frozen=True)
@@ -186,24 +188,33 @@ async def remove_device(account: Account, node: KomradeNode, key_hex: str, *, no
 
 
 async def keep_list(account: Account, node: KomradeNode, *, now: float | None = None) -> None:
-    """At each sync: the root device republishes its list (a new version well before it expires, else the same
-    record to the holders); any device refreshes its cached copy of its identity's list."""
+    """At each sync. A paired device refreshes its copy of its identity's list (one record lookup). A device with
+    the root key, once an hour: follows a newer list another copy of the root key published (one restored from the
+    recovery phrase), and republishes its own (a new version well before it expires, else the same record to the
+    holders, so churn does not lose it). An identity made here that never listed a device does nothing."""
     now = time.time() if now is None else now
     try:
-        if account.has_root:
-            state = account.data.get("devices", _ME)
-            if state is None:  # a copy restored from the recovery phrase adopts the list the network holds
-                record = await _fetch(node, account.identity.verify_key, now)
-                if record is not None:
-                    account.data.put("devices", _ME, {"seq": record.seq, "entries": _decode(record.value),
-                                                      "record": record.data, "expires_at": record.expires_at})
-                return
-            if state["expires_at"] - now < REPUBLISH_BEFORE:
-                await publish_list(account, node, state["entries"], now=now)
-            else:
-                await node.put_record(state["record"])
-        else:
+        if not account.has_root:
             await refresh(account, node, account.identity.verify_key, now=now)
+            return
+        state = account.data.get("devices", _ME)
+        if state is None and account.created:
+            return
+        checked = account.data.get("devices", _CHECKED) or {}
+        if now - checked.get("at", 0) < KEEP_EVERY:
+            return
+        account.data.put("devices", _CHECKED, {"at": int(now)})
+        held = await _fetch(node, account.identity.verify_key, now)
+        if held is not None and (state is None or held.seq > state["seq"]):
+            state = {"seq": held.seq, "entries": _decode(held.value), "record": held.data,
+                     "expires_at": held.expires_at}
+            account.data.put("devices", _ME, state)
+        if state is None:
+            return
+        if state["expires_at"] - now < REPUBLISH_BEFORE:
+            await publish_list(account, node, state["entries"], now=now)
+        else:
+            await node.put_record(state["record"])
     except (NetworkError, RecordError, DeviceError) as exc:
         log.warning("device list not kept this time: %s", exc)
 

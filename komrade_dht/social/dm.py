@@ -17,7 +17,7 @@ from typing import Callable
 from .. import codec
 from ..address import decode_address, encode_address
 from ..envelope import Opened, TrialDecryptor, envelope_id, max_body, seal
-from ..errors import CodecError, EnvelopeError, KomradeError
+from ..errors import CodecError, EnvelopeError, KomradeError, RootKeyAbsent
 from ..node import KomradeNode
 from ..node.reader import ReadResult
 from ..slots import MAX_TTL, MAX_WIDTH, SlotParams, slot_id
@@ -184,7 +184,10 @@ def _receive(
     if opened is not None:
         opened = devices.unwrap(account, opened, now)
     if opened is not None and opened.content_type in RECEIVERS:
-        RECEIVERS[opened.content_type](account, opened, slot, now)
+        try:
+            RECEIVERS[opened.content_type](account, opened, slot, now)
+        except RootKeyAbsent as exc:  # a paired device: what needs the identity's key waits for a device with it
+            log.warning("a %s envelope was left to a device with the root key: %s", opened.content_type, exc)
         return None
     if opened is None or opened.content_type != "dm":
         return None

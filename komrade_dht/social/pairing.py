@@ -102,7 +102,7 @@ def parse_code(text: str) -> PairingCode:
 def new_code(account: Account, *, now: float | None = None) -> PairingCode:
     """A fresh one-time code on the first device (kept until used or expired)."""
     if not account.has_root:
-        raise RootKeyAbsent("only the identity's first device can pair a new one")
+        raise RootKeyAbsent("only a device holding the root key (the identity's first device) can pair a new one")
     if len(devices.my_devices(account)) >= devices.MAX_DEVICES:
         raise DeviceError(f"this identity already has {devices.MAX_DEVICES} devices; remove one first")
     now = time.time() if now is None else now
