@@ -156,10 +156,16 @@ def test_partition_heals_and_both_sides_converge(tmp_path: Path) -> None:
             for side in (relays[0], relays[6]):
                 data = env.seal(account_identity(), account_identity().public, os.urandom(40), pow=CHEAP, slot=slot)
                 await side.publish(slot, data)
+            # the slot's k closest of the whole network: where readers look once the network is whole
+            closest = sorted(relays, key=lambda r: int.from_bytes(r.node.id, "big") ^ int.from_bytes(slot, "big"))
+
             def views() -> list[frozenset]:
-                return [frozenset(r.protocol.slot_ids(slot)) for r in relays if r.protocol.is_close_to(slot)]
+                return [frozenset(r.protocol.slot_ids(slot)) for r in closest[: config.ksize]]
             assert all(len(v) <= 1 for v in views()), "while split, no holder has both"
+            # long enough for each side to find the other silent (anti-entropy's calls across time out)
+            await wait_for(lambda: sum(bool(r.protocol._failures) for r in relays) >= 6, timeout=30)
             cut["on"] = False
+            # a probe finds a peer of the other side back, every silent peer gets another chance, the plan resets
             await wait_for(lambda: all(len(v) == 2 for v in views()), timeout=30)
         finally:
             for n in relays:

@@ -54,6 +54,26 @@ def test_planner_backs_off_while_holders_agree_and_wakes_on_change() -> None:
     assert planner.holders(a, 0) is None
 
 
+def test_churn_closer_than_the_cached_holders_resets_the_plan() -> None:
+    """A node that joins (or comes back) closer to a slot than its farthest cached holder makes that slot look its
+    holders up again and compare at once, whatever its back-off; a farther one changes nothing."""
+    from types import SimpleNamespace
+
+    planner = AntiEntropyPlanner(GossipConfig(anti_entropy_interval=30, max_backoff=5, holders_ttl=600))
+    slot = bytes(20)
+    digests = {slot: b"1"}
+    near, far = SimpleNamespace(id=b"\x00" * 19 + b"\x10"), SimpleNamespace(id=b"\x00" * 18 + b"\x01\x00")
+    for t in range(4):
+        planner.record(slot, b"1", matched=True, now=float(t))
+    planner.remember_holders(slot, [near, far], now=0)
+    assert planner.due([slot], 10, digests.__getitem__) == []  # backed off
+    assert planner.newcomer(b"\x00" * 17 + b"\x01\x00\x00", now=10) == 0  # farther than every holder
+    assert planner.holders(slot, 10) == [near, far] and planner.due([slot], 10, digests.__getitem__) == []
+    assert planner.newcomer(far.id, now=10) == 0  # already one of them
+    assert planner.newcomer(b"\x00" * 19 + b"\x20", now=10) == 1  # closer than ``far``
+    assert planner.holders(slot, 10) is None and planner.due([slot], 10, digests.__getitem__) == [slot]
+
+
 def test_publish_returns_at_a_quorum_and_every_holder_still_gets_its_copy(tmp_path: Path) -> None:
     async def scenario() -> None:
         config = NodeConfig(ksize=8, pow=CHEAP_POW, id_bits=0, publish_quorum=3,

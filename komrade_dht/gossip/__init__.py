@@ -145,6 +145,25 @@ class AntiEntropyPlanner:
         """One of the slot's holders failed: look them up again next time."""
         self._holders.pop(slot, None)
 
+    def newcomer(self, node_id: bytes, now: float) -> int:
+        """Churn: ``node_id`` joined the routing table, or came back after failing (a restart, a healed partition).
+        Each slot whose cached holders it would join (closer to the slot than the farthest of them) looks its holders
+        up again and is compared at once, whatever its back-off. Returns how many slots that concerns."""
+        joined = int.from_bytes(node_id, "big")
+        touched = 0
+        for slot, (_, holders) in list(self._holders.items()):
+            target = int.from_bytes(slot, "big")
+            ids = [getattr(h, "id", None) for h in holders]
+            farthest = max((int.from_bytes(i, "big") ^ target for i in ids if isinstance(i, bytes)), default=-1)
+            if node_id in ids or (joined ^ target) >= farthest:
+                continue
+            del self._holders[slot]
+            state = self._state.get(slot)
+            if state is not None:
+                self._state[slot] = (now, 0, state[2])
+            touched += 1
+        return touched
+
 
 class SeenCache:
     """A bounded set of envelope ids, forgetting the least recently added first."""

@@ -184,6 +184,8 @@ class KomradeProtocol(KademliaProtocol):
         self.stem_route = gossip.StemRoute(stem_config or gossip.StemConfig())
         self._stem_rng = random.Random()
         self.on_fluff: Callable[[bytes, bytes], Awaitable[Any]] | None = None
+        #: Called with a node id that joined the table or came back after failing (anti-entropy looks again).
+        self.on_churn: Callable[[bytes], None] | None = None
         self.stemmed = gossip.SeenCache(gossip_config.seen_capacity // 10)
         #: envelope id -> peers it was flooded to or from: the path a burn takes to the cloud's copies
         self._flood_links: OrderedDict[bytes, list[tuple[str, int]]] = OrderedDict()
@@ -256,8 +258,10 @@ class KomradeProtocol(KademliaProtocol):
         if isinstance(msg, wire.Response):
             self._accept_response(msg, addr)
             return
-        if self._failures:
-            self._failures.pop((addr[0], addr[1]), None)  # it is talking to us: back from a restart, not silent
+        if self._failures and self._failures.pop((addr[0], addr[1]), None) is not None:
+            # it is talking to us: back from a restart or a healed partition, not silent
+            if msg.sender_id is not None and self.on_churn is not None:
+                self.on_churn(msg.sender_id)
         try:
             wire.check_args(msg.method, msg.args)
         except wire.BadMessage as exc:
@@ -303,12 +307,35 @@ class KomradeProtocol(KademliaProtocol):
         if (addr[0], addr[1]) != expected:
             self._drop("reply_from_wrong_address", addr)
             return
-        self._failures.pop(expected, None)
+        if self._failures.pop(expected, None) is not None and self.on_churn is not None and msg.ok:
+            node_id = self._by_addr.get(expected)
+            if node_id is not None:
+                self.on_churn(node_id)  # it answers again
         del self._outstanding[msg.msg_id]
         for timer in timers:
             timer.cancel()
         if not future.done():
             future.set_result((True, msg) if msg.ok else (False, msg.value))
+
+    async def probe_failed(self) -> bool:
+        """Ping the peer whose last failure is the oldest (one per call, silent or not): a peer back from a restart
+        or across a healed partition answers, and is reported as churn (both sides skip each other as silent
+        otherwise, and nothing else would bring a healed partition's halves together). True if it answered."""
+        if not self._failures:
+            return False
+        addr = min(self._failures, key=lambda a: self._failures[a][1])
+        count, _ = self._failures.pop(addr)
+        self.counters["probe_failed_peer"] += 1
+        ok, _ = await self.call(addr, "ping")
+        if not ok:
+            self._failures[addr] = (max(count, self._failures.get(addr, (0, 0.0))[0]) + 1, time.monotonic())
+        else:
+            # one came back: the network may have healed, so every silent peer gets one more chance (one more
+            # failure makes it silent again)
+            self._failures = {a: (min(n, FAILURES_TO_EVICT - 1), last) for a, (n, last) in self._failures.items()}
+            if self.on_churn is not None and (node_id := self._by_addr.get(addr)) is not None:
+                self.on_churn(node_id)
+        return ok
 
     def is_silent(self, addr: tuple[str, int]) -> bool:
         """Whether ``addr`` failed at least FAILURES_TO_EVICT times in a row, the last within the quiet period."""
@@ -818,6 +845,8 @@ class KomradeProtocol(KademliaProtocol):
             return
         self._by_addr[addr] = node.id
         self.router.add_contact(node)
+        if self.on_churn is not None:
+            self.on_churn(node.id)
         if self.store is not None and len(self._newcomers) < 256:
             self._newcomers[node.id] = node
             if self._handoff_task is None or self._handoff_task.done():

@@ -159,6 +159,7 @@ class KomradeNode(Server):
             self._create_protocol, local_addr=(interface, port), family=family
         )
         self.protocol.on_fluff = self._fluff
+        self.protocol.on_churn = lambda node_id: self._planner.newcomer(node_id, time.monotonic()) and None
         self.protocol.on_embargo = self._ensure_held
         sock = self.transport.get_extra_info("socket")
         try:  # a sync fans out hundreds of requests; the default ~200 KB buffer drops replies (the kernel caps this)
@@ -557,6 +558,8 @@ class KomradeNode(Server):
         """One round: the slots the planner says are due (changed here, or their back-off ran out)."""
         assert self.store is not None
         store = self.store
+        assert self.protocol is not None
+        await self.protocol.probe_failed()  # one peer that failed before: is it back? (churn resets the plan)
         now = time.monotonic()
         for slot in self._planner.due(store.slot_ids(), now, lambda s: store.slot_digest(s)[1]):
             _, _, matched = await self._reconcile(slot)
