@@ -165,7 +165,8 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             ui.mark("Carol asked to join")
             await ui.press_until(group.refresh_button, lambda: join_id in group.join_rows, 60,
                                  lambda: f"Carol's request shown: {group.state['joins']} {app.notices[-3:]}")
-            assert "0 of 2 vouches" in group.join_rows[join_id].text
+            assert "Carol: 0 of 2 vouches" in group.join_rows[join_id].text
+            assert "I live on the 3rd floor" in group.join_rows[join_id].text
             # a second press (the row redrawn under the finger by a pushed update) changes nothing: one vouch each
             await ui.press_until(lambda: group.join_rows[join_id].vouch_button,
                                  lambda: "1 of 2 vouches" in getattr(group.join_rows.get(join_id), "text", ""),

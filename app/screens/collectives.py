@@ -287,7 +287,8 @@ class CollectiveScreen(BaseScreen):
             self.joins_box.add_widget(label("No one is waiting.", role="medium"))
         for j in pending:
             who = j["who"] if len(j["who"]) < 40 else f"{j['who'][:16]}..."
-            text = f"{who}: {j['vouches']} of {j['needed']} vouches" + ("  (you vouched)" if j["vouched"] else "")
+            text = (f"{who}: {j['vouches']} of {j['needed']} vouches" + ("  (you vouched)" if j["vouched"] else "")
+                    + (f"  ·  \"{j['note']}\"" if j.get("note") else ""))
             vouch = button("Vouch", lambda jid=j["id"]: self.vouch(jid), style="tonal", icon="hand-okay")
             vouch.disabled = j["vouched"]
             line = row(label(text, role="medium", pos_hint={"center_y": 0.5}), vouch)
@@ -303,8 +304,8 @@ class CollectiveScreen(BaseScreen):
             self.proposals_box.add_widget(label("No proposals.", role="medium"))
         names = {m["key"]: m["name"] for m in state["members"]}
         for p in proposals:
-            action, target = p["action"], p["target"]
-            if action == "remove":
+            kind, target = p["kind"], p["target"]
+            if kind == "remove":
                 what = f"Remove {names.get(target, str(target)[:16])}"
             else:
                 what = "Change the rules: " + ", ".join(f"{k} = {'/'.join(map(str, v)) if isinstance(v, list) else v}"
