@@ -29,7 +29,8 @@ the vote is trusted.
   valid for the period it names and the next, so a registration made once per 90 days keeps an identity
   eligible without a gap). Signing over
   thousands of keys would make each vote tens of kilobytes, so a vote names a **sub-ring** of
-  ``Electorate.subring`` (16) eligible keys: the voter's own and decoys drawn pseudo-randomly from the registry
+  ``Electorate.subring`` (16) eligible keys (fewer while the registry is smaller; readers accept any size up to
+  it, so early votes keep counting): the voter's own and decoys drawn pseudo-randomly from the registry
   with a key derived from the voter's secret and the scope (:func:`choose_subring`), so a changed vote on the
   same scope reuses the same ring (no intersection of two rings to narrow the voter down) while the decoys are
   unpredictable to anyone else. The tag does not depend on the ring, so a second sub-ring does not buy a second
@@ -311,9 +312,11 @@ def _parse(data: Any, electorate: Electorate, scope: bytes) -> _Parsed:
     else:
         if not isinstance(ring_field, list) or not all(isinstance(k, bytes) for k in ring_field):
             raise VoteError("registry votes list their sub-ring's keys", reason="wrong-ring")
-        if len(ring_field) != electorate.ring_size:
+        # At most the sub-ring size; fewer when the registry was smaller as the vote was cast (a young network's
+        # votes keep counting as it grows). A small ring only costs its own voter anonymity, never anyone else's.
+        if not 1 <= len(ring_field) <= electorate.subring:
             raise VoteError(
-                f"a sub-ring has {electorate.ring_size} members here, got {len(ring_field)}", reason="wrong-ring"
+                f"a sub-ring has 1 to {electorate.subring} members here, got {len(ring_field)}", reason="wrong-ring"
             )
         if len(set(ring_field)) != len(ring_field):
             raise VoteError("the sub-ring lists a key twice", reason="wrong-ring")

@@ -121,7 +121,11 @@ def test_registry_refusals() -> None:
     outsider = Identity.from_seed(b"\x99" * 32).verify_key
     swapped = [outsider if k != KEYS[2] and i == 0 else k for i, k in enumerate(members)]
     assert _reason(codec.pack(fields[:4] + [swapped, fields[5]]), REGISTRY) == "not-eligible"
-    assert _reason(codec.pack(fields[:4] + [members[:7], fields[5]]), REGISTRY) == "wrong-ring"
+    assert _reason(codec.pack(fields[:4] + [members[:7], fields[5]]), REGISTRY) == "malformed"  # signature length
+    assert _reason(codec.pack(fields[:4] + [members + members[:1], fields[5]]), REGISTRY) == "wrong-ring"
+    # A vote cast while the registry was smaller (a ring of 3) still counts once the registry has grown.
+    early = votes.make_vote(IDS[2], Electorate.registry(KEYS[:3]), POST, "up", 1)
+    assert votes.open_vote(early, REGISTRY, POST).choice_name == "up"
     assert _reason(codec.pack(fields[:4] + [members[:7] + members[:1], fields[5]]), REGISTRY) == "wrong-ring"
     assert _reason(codec.pack(fields[:4] + [ring.ring_id(members), fields[5]]), REGISTRY) == "wrong-ring"
     # A voter outside the electorate signs over a ring of eligible decoys plus itself: not eligible.
