@@ -32,6 +32,7 @@ SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec("unlock", "Unlock", "lock-open", "unlock:UnlockScreen", nav=False),
     ScreenSpec("chats", "Messages", "message-text", "chats:ChatsScreen"),
     ScreenSpec("feeds", "Posts", "newspaper-variant", "social:FeedsScreen"),
+    ScreenSpec("map", "Map", "map-marker-alert", "map:MapScreen"),
     ScreenSpec("events", "Events", "calendar-star", "events:EventsScreen"),
     ScreenSpec("collectives", "Collectives", "account-group", "collectives:CollectivesScreen"),
     ScreenSpec("friends", "Friends", "account-heart", "social:FriendsScreen", nav=False),  # behind Posts
