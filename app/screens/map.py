@@ -107,7 +107,7 @@ class PinMarker(ButtonBehavior, MDIcon):
     _layer: Any = None
 
     def __init__(self, icon: str, colour: tuple[float, ...], **kw: Any) -> None:
-        super().__init__(icon=icon, theme_text_color="Custom", text_color=colour, size_hint=(None, None),
+        super().__init__(icon=icon, theme_icon_color="Custom", icon_color=colour, size_hint=(None, None), adaptive_size=False,
                          size=(dp(34), dp(34)), theme_font_size="Custom", font_size=dp(30), halign="center", **kw)
 
     def detach(self) -> None:
@@ -228,6 +228,7 @@ class MapScreen(BaseScreen):
         self.refresh_button = button("Refresh", self.load, style="tonal")
         self.drop_open_button = button("Drop a pin", self.open_drop, style="filled")
         self.error = error_label()
+        self.status = label("", style="Title", role="small")
         self.list_box = column(spacing=8)
 
         kinds, self.kind_buttons = _choices(KINDS, self.pick)
@@ -256,13 +257,15 @@ class MapScreen(BaseScreen):
                        row(self.lat_field, self.lon_field, self.radius_field),
                        label("Typed, or click the map (a desktop has no GPS). Never sent: the holders you ask learn "
                              "only the ~5 km cell you are in.", role="small"),
-                       row(self.refresh_button, self.drop_open_button), self.error, self.drop_slot, self.list_box,
+                       row(self.refresh_button, self.drop_open_button), self.error, self.drop_slot, self.status,
+                       self.list_box,
                        label("Map tiles", style="Title", role="small"), row(self.tiles_field, self.tiles_button),
                        self.tiles_error):
             self.body.add_widget(widget)
         self.pick("danger")
         self.use_tiles()
         self.show_pins([])
+        self.status.text = "Your position first: type it or click the map, then Refresh."
 
     # -- tiles and the map ------------------------------------------------------------------------------------------
     def use_tiles(self) -> None:
@@ -324,7 +327,9 @@ class MapScreen(BaseScreen):
                 found = await _shown(self.error, api.pins(at, radius_km=radius))
             finally:
                 self.refresh_button.disabled = False
-            self.show_pins(found["pins"])
+            self.show_pins(found)
+            self.status.text = (f"{len(found) or 'No'} live pin{'s' if len(found) != 1 else ''} within {radius:g} km, "
+                                f"read at {time.strftime('%H:%M')}")
 
         self.app.backend.spawn(run(), "Reading the pins")
 
@@ -335,10 +340,6 @@ class MapScreen(BaseScreen):
         for marker in self.markers.values():
             self.map.remove_marker(marker)
         self.markers = {}
-        if not pins:
-            self.list_box.add_widget(label("No live pins within your radius." if self.at else
-                                           "Your position first: type it or click the map, then Refresh.",
-                                           role="medium"))
         for pin in pins:
             icon, colour = STYLE[pin["kind"]]
             marker = PinMarker(icon, colour, lat=pin["lat"], lon=pin["lon"])
@@ -352,7 +353,8 @@ class MapScreen(BaseScreen):
         now = time.time()
         when = f"{_span(pin['expires_at'] - now)} left"
         if pin.get("posted_at"):
-            when = f"dropped {_span(now - pin['posted_at'])} ago, {when}"
+            ago = now - pin["posted_at"]
+            when = f"dropped {_span(ago) + ' ago' if ago >= 60 else 'just now'}, {when}"
         where = f"{pin['distance_km']:.1f} km away" if pin.get("distance_km") is not None else ""
         title = row(PinMarker(icon, colour), label(f"{pin['kind'].upper()}   {where}", style="Title", role="small"),
                     spacing=6)
@@ -453,8 +455,9 @@ class MapScreen(BaseScreen):
                 self.drop_button.disabled = False
             self.text_field.text = ""
             self.close_drop()
-            self.app.notify(f"Pin dropped at {dropped['lat']:.4f}, {dropped['lon']:.4f} (a "
-                            f"{dropped['precision_km']:g} km cell)")
+            cell = dropped.get("precision_km") or DEFAULT_PRECISION_KM
+            self.app.notify(f"Pin dropped; published at {dropped['lat']:.4f}, {dropped['lon']:.4f} (a {cell:g} km "
+                            "cell)")
             if not self.lat_field.text.strip() and not self.lon_field.text.strip():
                 self.lat_field.text, self.lon_field.text = f"{at[0]:.5f}", f"{at[1]:.5f}"
             self.load()
