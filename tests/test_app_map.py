@@ -101,6 +101,8 @@ def test_map_pins_drop_see_confirm(tmp_path: Path, bg: ui.LoopThread,  # noqa: F
             screen.tiles_field.text = str(tiles)
             await ui.press(screen.tiles_button)
             assert not screen.tiles_error.text and "nothing leaves" in screen.tiles_note.text
+            await ui.press(screen.refresh_button)
+            assert "Your position first" in screen.error.text
             await ui.press(screen.map)
             await ui.until(lambda: screen.lat_field.text and screen.lon_field.text, 10, "the click placed you")
             assert abs(float(screen.lat_field.text) - HERE[0]) < 0.01

@@ -38,8 +38,8 @@ from komrade_dht.api.organize_client import OrganizeApi
 from komrade_dht.social.pins import DEFAULT_PRECISION_KM, DEFAULT_RADIUS_KM, KINDS, MAX_PIN_TTL, MAX_TEXT
 
 from ..backend import describe
-from ..widgets import BaseScreen, button, column, error_label, field, icon_button, label, row
-from .social import _choices, _mark, _show_if
+from ..widgets import (BaseScreen, button, choices, column, error_label, field, icon_button, label, mark, position, row,
+                       show_if)
 
 #: The environment variable naming a local MBTiles file to draw instead of online tiles.
 TILES_ENV = "KOMRADE_MAP_TILES"
@@ -187,8 +187,16 @@ def _number(f: Any, what: str, low: float, high: float, default: float | None = 
     return value
 
 
-def _position(lat_field: Any, lon_field: Any) -> tuple[float, float]:
-    return (_number(lat_field, "A latitude", -90, 90), _number(lon_field, "A longitude", -180, 180))
+def _position(lat_field: Any, lon_field: Any, whose: str) -> tuple[float, float]:
+    """The position typed in two fields; ValueError saying ``whose`` is missing or not numbers (the API checks the
+    ranges and says so)."""
+    try:
+        at = position(lat_field, lon_field)
+    except ValueError as exc:
+        raise ValueError(f"{whose}: {exc}") from None
+    if at is None:
+        raise ValueError(f"{whose} first: type it or click the map")
+    return at
 
 
 def _span(seconds: float) -> str:
@@ -231,7 +239,7 @@ class MapScreen(BaseScreen):
         self.status = label("", style="Title", role="small")
         self.list_box = column(spacing=8)
 
-        kinds, self.kind_buttons = _choices(KINDS, self.pick)
+        kinds, self.kind_buttons = choices(KINDS, self.pick)
         self.text_field = field(f"What is happening? ({MAX_TEXT} characters)")
         self.pin_lat, self.pin_lon = field("Pin latitude"), field("Pin longitude")
         self.pin_radius = field("Seen within km", text=f"{DEFAULT_RADIUS_KM:g}")
@@ -302,11 +310,11 @@ class MapScreen(BaseScreen):
     # -- reading ------------------------------------------------------------------------------------------------------
     def _where(self) -> bool:
         try:
-            self.at = _position(self.lat_field, self.lon_field)
+            self.at = _position(self.lat_field, self.lon_field, "Your position")
             self.radius_km = _number(self.radius_field, "The radius", MIN_RADIUS_KM, MAX_RADIUS_KM,
                                      DEFAULT_RADIUS_KM)
         except ValueError as exc:
-            self.error.text = f"{exc}: type your position or click the map."
+            self.error.text = f"{exc}."
             return False
         self.error.text = ""
         return True
@@ -359,9 +367,8 @@ class MapScreen(BaseScreen):
         title = row(PinMarker(icon, colour), label(f"{pin['kind'].upper()}   {where}", style="Title", role="small"),
                     spacing=6)
         counts = label(f"confirmed {pin['confirmations']}  ·  dismissed {pin['dismissals']}", role="small")
-        votes, buttons = _choices(("confirm", "dismiss"), lambda choice, p=pin["id"]: self.vote(p, choice))
-        if pin.get("mine"):
-            _mark(buttons, pin["mine"])
+        votes, buttons = choices(("confirm", "dismiss"), lambda choice, p=pin["id"]: self.vote(p, choice))
+        mark(buttons, pin.get("mine"))
         parts: list[Any] = [title, label(pin["text"], role="medium"), label(when, role="small"), counts, votes]
         remove = None
         if pin.get("dropped_by_me"):
@@ -401,16 +408,16 @@ class MapScreen(BaseScreen):
     # -- dropping -------------------------------------------------------------------------------------------------------
     def pick(self, kind: str) -> None:
         self.kind = kind
-        _mark(self.kind_buttons, kind)
+        mark(self.kind_buttons, kind)
 
     def open_drop(self) -> None:
-        _show_if(self.drop_slot, self.drop_box, True)
+        show_if(self.drop_slot, self.drop_box, True)
         if not self.pin_lat.text.strip() and not self.pin_lon.text.strip():
             self.use_centre()
         self._say_precision()
 
     def close_drop(self) -> None:
-        _show_if(self.drop_slot, self.drop_box, False)
+        show_if(self.drop_slot, self.drop_box, False)
 
     def use_centre(self) -> None:
         self.pin_lat.text, self.pin_lon.text = f"{self.map.lat:.5f}", f"{self.map.lon:.5f}"
@@ -434,7 +441,7 @@ class MapScreen(BaseScreen):
                 raise ValueError("Say in a few words what is happening.")
             if len(text) > MAX_TEXT:
                 raise ValueError(f"The text is {len(text)} characters; at most {MAX_TEXT}.")
-            at = _position(self.pin_lat, self.pin_lon)
+            at = _position(self.pin_lat, self.pin_lon, "The pin's position")
             radius = _number(self.pin_radius, "The radius", MIN_RADIUS_KM, MAX_RADIUS_KM, DEFAULT_RADIUS_KM)
             hours = _number(self.hours_field, "The lifetime in hours", 0.01, MAX_PIN_TTL / 3600, DEFAULT_HOURS)
         except ValueError as exc:
