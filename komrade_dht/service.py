@@ -389,6 +389,7 @@ class UserService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.organize.close()
         self.events.close()
         await self._stop_node()
         self._release_lock()

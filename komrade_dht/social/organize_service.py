@@ -239,6 +239,7 @@ class OrganizeService:
         self._publish = publish
         self._sync = sync
         self.reg_params = reg_params or voting.registration_params()
+        self._registering: asyncio.Task[bool] | None = None
         self._announced_invites: dict[str, int] = {}
         self._announced_collectives: dict[str, tuple[int, int]] = {}
         self.announce(publish=False)  # what the device holds at start is not news
@@ -260,6 +261,22 @@ class OrganizeService:
             what = "key" if keys > old_keys else "join_request" if queued > old_queued else None
             if publish and what is not None and keys:
                 self._publish("collective", {**collective_item(self.account, record), "what": what})
+
+    async def _registered(self, node: KomradeNode) -> None:
+        """This period's registration (a one-time proof of work of ~22 s of one core): one task owned here, shared
+        by every caller and shielded from them, so a request that gives up (a client's timeout) loses no work and
+        the next vote finds it done."""
+        if self._registering is None or self._registering.done():  # (done: a cheap check that all is published)
+            self._registering = asyncio.ensure_future(
+                voting.ensure_registered(self.account, node, reg_params=self.reg_params))
+        await asyncio.shield(self._registering)
+
+    async def close(self) -> None:
+        """Stop the registration's proof of work if one runs (its thread finishes its trial and is dropped)."""
+        task, self._registering = self._registering, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _synced(self) -> None:
         await self._sync()  # the service's sync calls announce() when it is done
@@ -288,7 +305,7 @@ class OrganizeService:
         choice = _choice(choice, ("up", "down", "none"), "a vote")
         self._post(post_id)
         node = self._node()
-        await voting.ensure_registered(self.account, node, reg_params=self.reg_params)
+        await self._registered(node)
         electorate = await voting.world_electorate(self.account, node, reg_params=self.reg_params)
         cast = await voting.vote_on_post(self.account, node, post_id, choice, electorate=electorate)
         tally = await voting.tally_scope(node, bytes.fromhex(post_id), electorate, extra=[cast.envelope])
@@ -446,7 +463,7 @@ class OrganizeService:
         """Confirm or dismiss a pin anonymously, then tally its votes."""
         record = self._pin(pin_id)
         node = self._node()
-        await voting.ensure_registered(self.account, node, reg_params=self.reg_params)
+        await self._registered(node)
         electorate = await voting.world_electorate(self.account, node, reg_params=self.reg_params)
         cast = await pins.vote_on_pin(self.account, node, pin_id, confirm, electorate=electorate)
         t = await voting.tally_scope(node, bytes.fromhex(pin_id), electorate, extra=[cast.envelope])
