@@ -176,6 +176,7 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             await ui.press(group.propose_button)
             await ui.until(lambda: group.proposal_rows, 60, lambda: f"proposed: {group.error.text} {app.notices[-3:]}")
             proposal = next(iter(group.proposal_rows.values()))
+            assert "a newcomer needs 3 vouches" in proposal.title.text
             await ui.press(proposal.votes.buttons["up"])
             await ui.until(lambda: "1 yes of 2 needed" in next(iter(group.proposal_rows.values())).tally.text, 60,
                            lambda: f"voted: {group.error.text} {app.notices[-3:]}")

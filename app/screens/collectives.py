@@ -43,6 +43,17 @@ def _fraction(share: list[int]) -> str:
             (3, 4): "three quarters"}.get((num, den), f"{num}/{den}")
 
 
+def _change_in_words(name: str, value: Any) -> str:
+    """One field of an amendment as a member reads it."""
+    if name == "vouch_min":
+        return f"a newcomer needs {value} vouch{'es' if value != 1 else ''}"
+    if name == "vote_window":
+        return f"a proposal stays open {max(1, round(value / 86400))} day(s)"
+    what = {"vouch_share": "must vouch for a newcomer", "amend_share": "must vote yes to change the rules",
+            "remove_share": "must vote yes to remove a member"}.get(name, name)
+    return f"{_fraction(value)} of the members {what}"
+
+
 def rules_in_words(c: dict[str, Any]) -> list[str]:
     """A constitution (its wire fields) as sentences a member reads."""
     vouch = f"A newcomer is admitted after {c['vouch_min']} vouch{'es' if c['vouch_min'] != 1 else ''} from members"
@@ -308,14 +319,14 @@ class CollectiveScreen(BaseScreen):
             if kind == "remove":
                 what = f"Remove {names.get(target, str(target)[:16])}"
             else:
-                what = "Change the rules: " + ", ".join(f"{k} = {'/'.join(map(str, v)) if isinstance(v, list) else v}"
-                                                      for k, v in (target or {}).items())
+                what = "Change the rules: " + "; ".join(_change_in_words(k, v) for k, v in (target or {}).items())
             status = p["status"]
             tally = label(f"{status}: {p['up']} yes of {p['needed']} needed, {p['down']} no", role="small")
             bar = VoteBar(lambda choice, pid=p["id"]: self.vote(pid, choice), p["up"], p["down"], p.get("mine"))
             bar.busy(status != "open")
-            box = column(label(what, style="Title", role="small"), tally, bar, spacing=2)
-            box.votes, box.tally = bar, tally
+            title = label(what, style="Title", role="small")
+            box = column(title, tally, bar, spacing=2)
+            box.votes, box.tally, box.title = bar, tally, title
             self.proposal_rows[p["id"]] = box
             self.proposals_box.add_widget(box)
 
