@@ -311,19 +311,20 @@ def seal(
     return mint_pow(out, pow, slot, now)
 
 
-def _needed(content_type: str, body_len: int) -> int:
-    """Envelope bytes a single-recipient sealed envelope needs for a body of ``body_len`` bytes."""
+def _needed(content_type: str, body_len: int, headers: int = 1) -> int:
+    """Envelope bytes a sealed envelope with ``headers`` recipient headers needs for a body of ``body_len`` bytes."""
     payload = codec.pack([content_type, bytes(32), bytes(32), 2**32 - 1, bytes(body_len), bytes(16), bytes(16)])
     inner = codec.pack([payload, bytes(64)])
-    return FIXED_LEN + TAG_LEN + HEADER_LEN + _SECRETBOX_OVERHEAD + 2 + len(inner)  # room for a contact tag
+    return FIXED_LEN + headers * (TAG_LEN + HEADER_LEN) + _SECRETBOX_OVERHEAD + 2 + len(inner)  # room for tags
 
 
-def max_body(content_type: str = "dm") -> int:
-    """The longest body that fits one single-recipient sealed envelope."""
+def max_body(content_type: str = "dm", headers: int = 1) -> int:
+    """The longest body that fits one sealed envelope with ``headers`` recipient headers (one per device of the
+    recipient, :mod:`komrade_dht.social.devices`)."""
     low, high = 0, SIZE_CLASSES[-1]
     while low < high:
         mid = (low + high + 1) // 2
-        if _needed(content_type, mid) <= SIZE_CLASSES[-1]:
+        if _needed(content_type, mid, headers) <= SIZE_CLASSES[-1]:
             low = mid
         else:
             high = mid - 1

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from komrade_dht import envelope as env
-from komrade_dht.errors import DeviceError, RootKeyAbsent
+from komrade_dht.errors import DeviceError, KomradeError, RootKeyAbsent
 from komrade_dht.identity import Identity
 from komrade_dht.node import NodeConfig
+from komrade_dht.social.dm import MAX_TEXT_BYTES
 from komrade_dht.address import encode_address
 from komrade_dht.social import Account, burn, devices, inbox, mark_read, pairing, send_dm, sync_inbox
 
@@ -53,6 +54,8 @@ def test_two_devices_read_offline_mail_and_a_removed_device_is_cut_off(tmp_path:
             first = await send_dm(sam, sam_node, laptop.address.text, "both of you, read this")
             held = await wait_for(lambda: relays_holding(relays, first), timeout=30)
             assert held[0][30] == 2
+            with pytest.raises(KomradeError, match="to 2 devices holds at most"):
+                await send_dm(sam, sam_node, laptop.address.text, "x" * MAX_TEXT_BYTES)
             assert [m.text for m in await sync_inbox(laptop, laptop_node)] == ["both of you, read this"]
             got = await sync_inbox(phone, phone_node)
             assert [(m.text, m.sender_address) for m in got] == [("both of you, read this", sam.address.text)]
@@ -239,3 +242,14 @@ def test_pairing_and_own_devices_sync(tmp_path: Path) -> None:
             await shutdown(nodes, (laptop, bob) + ((phone,) if phone else ()))
 
     asyncio.run(scenario())
+
+
+def test_a_dm_too_long_for_every_device_header_is_refused_with_the_room_left() -> None:
+    room_one, room_three = env.max_body("dm"), env.max_body("dm", 3)
+    assert room_one - room_three == 2 * (env.HEADER_LEN + env.TAG_LEN)
+    key = os.urandom(32)
+    sender, root = Identity.generate(), Identity.generate()
+    keys = [root.public.box_public_key, Identity.generate().public.box_public_key, key]
+    env.seal(sender, root.public, bytes(room_three), to_keys=keys, tag=bytes(16))  # fits exactly
+    with pytest.raises(env.EnvelopeError, match="shorten"):
+        env.seal(sender, root.public, bytes(room_three + 1), to_keys=keys, tag=bytes(16))

@@ -103,6 +103,11 @@ async def send_dm(
     slot = slot_id(recipient.verify_key, recipient.width, params.epoch(now))
     to_keys = await devices.recipient_keys(account, node, recipient.public, now=now)
     sender, body, content_type = devices.signer(account, body, "dm")
+    room = max_body(content_type, len(to_keys))
+    if len(body) > room:  # each device of theirs (and sending from a paired device) takes room from the text
+        allowed = len(text.encode()) - (len(body) - room)
+        raise KomradeError(f"message is {len(text.encode())} bytes of UTF-8; one DM to {len(to_keys)} devices "
+                           f"holds at most {max(allowed, 0)}{' from a paired device' if not account.has_root else ''}")
     data = await asyncio.to_thread(
         seal,
         sender,
