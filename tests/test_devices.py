@@ -204,14 +204,16 @@ def test_pairing_and_own_devices_sync(tmp_path: Path) -> None:
             assert [m.text for m in await sync_inbox(laptop, laptop_node)] == ["hello both"]
             assert [m.text for m in await sync_inbox(phone, phone_node)] == ["hello both"]
 
-            # Each shows what the other sent.
-            await send_dm(laptop, laptop_node, bob.address.text, "from the laptop")
+            # Each shows what the other sent, the longest DM too (its copy takes two envelopes).
+            longest = "L" * (MAX_TEXT_BYTES - 8)
+            await send_dm(laptop, laptop_node, bob.address.text, longest)
             await send_dm(phone, phone_node, bob.address.text, "from the phone")
             await sync_inbox(laptop, laptop_node)
             await sync_inbox(phone, phone_node)
             for device in (laptop, phone):
-                assert sorted(r["text"] for r in device.data.all("sent")) == ["from the laptop", "from the phone"]
-            assert sorted(m.text for m in await sync_inbox(bob, bob_node)) == ["from the laptop", "from the phone"]
+                assert sorted(r["text"] for r in device.data.all("sent")) == sorted(["from the phone", longest])
+                assert device.data.all("devsync_parts") == []
+            assert sorted(m.text for m in await sync_inbox(bob, bob_node)) == sorted(["from the phone", longest])
 
             # A read mark on the phone shows on the laptop; a burn on the laptop shows on the phone.
             mark_read(phone, first.hex())

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import codec, records
 from ..address import decode_address
-from ..envelope import MAX_RECIPIENTS, Opened, seal
+from ..envelope import MAX_RECIPIENTS, Opened, max_body, seal
 from ..errors import CodecError, DeviceError, EnvelopeError, KomradeError, NetworkError, RecordError, RootKeyAbsent
 from ..identity import Identity, PublicIdentity, is_valid_verify_key
 from ..node import KomradeNode
@@ -347,15 +348,17 @@ async def flush(
     keys = [PublicIdentity(k).box_public_key for k in others]
     sent = 0
     for row in queued:
-        sender, body, content_type = signer(account, codec.pack(row["e"]), SYNC_TYPE)
         try:
-            data = await asyncio.to_thread(seal, sender, me, body, content_type=content_type, ttl=MAX_TTL, now=now,
-                                           pow=node.config.pow, slot=slot, to_keys=keys)
+            bodies = [signer(account, piece, SYNC_TYPE) for piece in _pieces(codec.pack(row["e"]), len(keys))]
+            envelopes = [await asyncio.to_thread(seal, sender, me, body, content_type=content_type, ttl=MAX_TTL,
+                                                 now=now, pow=node.config.pow, slot=slot, to_keys=keys)
+                         for sender, body, content_type in bodies]
         except EnvelopeError as exc:
-            log.warning("a change too large for one envelope was not sent to this identity's devices: %s", exc)
+            log.warning("a change too large to send was not sent to this identity's devices: %s", exc)
         else:
             try:
-                await node.send(slot, data)
+                for data in envelopes:
+                    await node.send(slot, data)
             except NetworkError as exc:
                 log.warning("changes not sent to this identity's devices (kept queued): %s", exc)
                 return sent
@@ -363,6 +366,42 @@ async def flush(
         account.data.delete("devsync_out", row["id"])
     return sent
 
+
+#: The most envelopes one change is cut into (a sent copy of the longest DM takes two).
+MAX_PIECES = 4
+#: Room kept in each piece's envelope for the piece's own fields and a paired device's wrapper.
+_PIECE_OVERHEAD = 200
+
+
+def _pieces(packed: bytes, headers: int) -> list[bytes]:
+    """A change as the bodies to send: itself if it fits one envelope, else ``part`` changes to put together."""
+    room = max_body(SYNC_TYPE, headers) - _PIECE_OVERHEAD
+    if len(packed) <= room:
+        return [packed]
+    chunks = [packed[i : i + room] for i in range(0, len(packed), room)]
+    if len(chunks) > MAX_PIECES:
+        raise EnvelopeError(f"a change of {len(packed)} bytes needs more than {MAX_PIECES} envelopes")
+    group = os.urandom(8)
+    return [codec.pack({"k": "part", "g": group, "i": i, "n": len(chunks), "b": c}) for i, c in enumerate(chunks)]
+
+
+def _put_together(account: Account, event: dict[str, Any], now: float) -> dict[str, Any] | None:
+    """Keep one ``part`` of a change; the whole change once every part is here (then forgotten), else None."""
+    group, i, n, piece = event["g"], event["i"], event["n"], event["b"]
+    if not (isinstance(group, bytes) and len(group) == 8 and isinstance(n, int) and 2 <= n <= MAX_PIECES
+            and isinstance(i, int) and 0 <= i < n and isinstance(piece, bytes)):
+        raise ValueError("a part of a change needs a group, an index below its count, and bytes")
+    held = account.data.get("devsync_parts", group) or {"n": n, "parts": [], "at": int(now)}
+    parts = dict(held["parts"])
+    parts[i] = piece
+    if len(parts) < held["n"]:
+        account.data.put("devsync_parts", group, {**held, "parts": sorted(parts.items())})
+        return None
+    account.data.delete("devsync_parts", group)
+    whole = codec.unpack(b"".join(parts[k] for k in range(held["n"])), max_len=MAX_PIECES * 1024, max_depth=1)
+    if not isinstance(whole, dict) or whole.get("k") == "part":
+        raise ValueError("the parts of a change do not make one")
+    return whole
 
 
 def receive_sync(account: Account, opened: Opened, slot: bytes, now: float) -> None:
@@ -372,7 +411,10 @@ def receive_sync(account: Account, opened: Opened, slot: bytes, now: float) -> N
         return
     try:
         event = codec.unpack(opened.body, max_len=2048, max_depth=1)
-        _apply(account, event, now)
+        if isinstance(event, dict) and event.get("k") == "part":
+            event = _put_together(account, event, now)
+        if event is not None:
+            _apply(account, event, now)
     except (CodecError, KomradeError, KeyError, TypeError, ValueError) as exc:
         log.warning("dropped a malformed change from another device: %s", exc)
 
