@@ -255,3 +255,17 @@ def test_a_dm_too_long_for_every_device_header_is_refused_with_the_room_left() -
     env.seal(sender, root.public, bytes(room_three), to_keys=keys, tag=bytes(16))  # fits exactly
     with pytest.raises(env.EnvelopeError, match="shorten"):
         env.seal(sender, root.public, bytes(room_three + 1), to_keys=keys, tag=bytes(16))
+
+
+def test_a_change_for_every_other_device_fits_in_its_pieces() -> None:
+    from komrade_dht import codec
+
+    event = codec.pack({"k": "sent", "id": "a" * 40, "to": "komrade1" + "q" * 60, "text": "L" * MAX_TEXT_BYTES,
+                        "at": 2**31})
+    for others in range(1, devices.MAX_DEVICES):
+        pieces = devices._pieces(event, others)
+        assert 2 <= len(pieces) <= devices.MAX_PIECES
+        wrapped = len(codec.pack({"as": bytes(32), "c": bytes(64), "b": max(pieces, key=len)}))
+        assert wrapped <= env.max_body(devices.VIA + devices.SYNC_TYPE, others)
+    # with every device of the identity as a header, a DM still carries text
+    assert env.max_body("dm", devices.MAX_DEVICES) > 300

@@ -32,7 +32,7 @@ from typing import Any
 
 from .. import codec, records
 from ..address import decode_address
-from ..envelope import MAX_RECIPIENTS, Opened, max_body, seal
+from ..envelope import Opened, max_body, seal
 from ..errors import CodecError, DeviceError, EnvelopeError, KomradeError, NetworkError, RecordError, RootKeyAbsent
 from ..identity import Identity, PublicIdentity, is_valid_verify_key
 from ..node import KomradeNode
@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 SALT = b"devices"
 #: How long a cached copy of someone's device list is used before a send fetches it again (seconds).
 LIST_MAX_AGE = 60
-#: The most devices one identity lists: one recipient header each, and an envelope carries at most this many.
-MAX_DEVICES = MAX_RECIPIENTS
+#: The most devices one identity lists. Every envelope to the identity carries a recipient header (and a tag) per
+#: device, 96 bytes each of at most 1024: with 4 devices a DM still holds about 300 bytes of text (about 650 with
+#: one), with 8 it would hold none.
+MAX_DEVICES = 4
 #: Content types sent by a paired device carry this prefix; their body is wrapped (see the module text).
 VIA = "via/"
 MAX_DEVICE_NAME = 32
@@ -367,15 +369,18 @@ async def flush(
     return sent
 
 
-#: The most envelopes one change is cut into (a sent copy of the longest DM takes two).
-MAX_PIECES = 4
-#: Room kept in each piece's envelope for the piece's own fields and a paired device's wrapper.
-_PIECE_OVERHEAD = 200
+#: The most envelopes one change is cut into (a sent copy of the longest DM takes two with two devices, four with
+#: four).
+MAX_PIECES = 6
+#: Room kept in each piece's envelope for the piece's own fields (31 bytes) and a paired device's wrapper (109).
+_PIECE_OVERHEAD = 150
 
 
 def _pieces(packed: bytes, headers: int) -> list[bytes]:
     """A change as the bodies to send: itself if it fits one envelope, else ``part`` changes to put together."""
-    room = max_body(SYNC_TYPE, headers) - _PIECE_OVERHEAD
+    room = max_body(VIA + SYNC_TYPE, headers) - _PIECE_OVERHEAD
+    if room < 64:
+        raise EnvelopeError(f"{headers} recipient headers leave no room for a change")
     if len(packed) <= room:
         return [packed]
     chunks = [packed[i : i + room] for i in range(0, len(packed), room)]
