@@ -92,7 +92,7 @@ def test_map_pins_drop_see_confirm(tmp_path: Path, bg: ui.LoopThread,  # noqa: F
             await ui.press(rail(app, "map"))
             screen = app.screen("map")
             assert "nothing leaves" in screen.tiles_note.text and not screen.tiles_error.text
-            await ui.until(lambda: sum(1 for t in screen.map._tiles if t.texture is not None) >= 4, 30,
+            await ui.until(lambda: sum(1 for t in screen.map._tiles if tuple(t.texture.size) == (256, 256)) >= 4, 30,
                            "tiles drawn from the MBTiles file")
             ui.mark("map tiles drawn")
             screen.tiles_field.text = str(tmp_path / "nowhere.mbtiles")
@@ -153,6 +153,11 @@ def test_map_pins_drop_see_confirm(tmp_path: Path, bg: ui.LoopThread,  # noqa: F
                                  lambda: bob_pin in screen.cards and "confirmed 1" in screen.cards[pin_id].counts.text,
                                  60, lambda: f"both pins, the confirmation counted; notices {app.notices[-3:]}")
             assert bob_pin in screen.markers and screen.cards[bob_pin].remove_button is None
+            here = (screen.lat_field.text, screen.lon_field.text)
+            await ui.press(screen.markers[bob_pin])  # a marker says its pin; you stay where you were
+            await ui.until(lambda: app.notices and app.notices[-1] == "POLICE: kettling on the bridge", 10,
+                           lambda: f"the marker's pin said; notices {app.notices[-3:]}")
+            assert (screen.lat_field.text, screen.lon_field.text) == here
             await ui.press(screen.cards[bob_pin].buttons["confirm"])
             await ui.until(lambda: "confirmed 1" in screen.cards[bob_pin].counts.text
                            and screen.cards[bob_pin].buttons["confirm"].style == "filled", 60,

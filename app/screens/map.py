@@ -22,12 +22,14 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import requests
 from kivy.graphics import Color, Line
 from kivy.metrics import dp
 from kivy.properties import NumericProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy_garden.mapview import MapLayer, MapSource, MapView
 from kivy_garden.mapview import downloader as tile_downloader
+from kivy_garden.mapview.downloader import Downloader
 from kivy_garden.mapview.mbtsource import MBTilesMapSource
 from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.card import MDCard
@@ -58,6 +60,8 @@ STYLE: dict[str, tuple[str, tuple[float, float, float, float]]] = {
 ONLINE_NOTE = ("Map tiles come from OpenStreetMap's tile server, which learns which area you look at and your IP "
                "address (not your pins). For a map that sends nothing, use an offline MBTiles file below or set "
                f"{TILES_ENV}.")
+UNTRACEABLE_NOTE = ("Untraceable mode is on: online map tiles would show the tile server your IP address and the "
+                    "area you look at, so none are drawn. An offline MBTiles file (below) draws the map.")
 OFFLINE_NOTE = "Offline map from {name}: tiles are read from this machine, nothing leaves it."
 
 # OpenStreetMap's tile policy asks for a User-Agent that names the application.
@@ -81,12 +85,42 @@ class _NoTiles(MapSource):
         tile.state = "done"
 
 
-def tile_source(mbtiles: str | None) -> tuple[MapSource, str]:
-    """The map source for ``mbtiles`` (a path; online OpenStreetMap if empty) and the sentence the screen shows.
-    ValueError saying why a file cannot be used."""
+class _OnlineTiles(MapSource):
+    """OpenStreetMap's tiles over HTTPS; a tile that cannot be fetched is left blank and reported once to
+    ``on_error`` (in the window's thread), not as a traceback per tile."""
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        super().__init__(url=OSM_URL, cache_key="osm", min_zoom=0, max_zoom=19, attribution=OSM_ATTRIBUTION,
+                         cache_dir=_tile_cache())
+        self.on_error = on_error
+        self.failed = False
+
+    def fill_tile(self, tile: Any) -> None:
+        if tile.state != "done":
+            Downloader.instance(self.cache_dir).submit(self._fetch, tile)
+
+    def _fetch(self, tile: Any) -> Any:
+        try:
+            return Downloader.instance(self.cache_dir)._load_tile(tile)
+        except requests.RequestException as exc:
+            return self._failed, (tile, exc)
+
+    def _failed(self, tile: Any, exc: Exception) -> None:
+        tile.state = "done"
+        if not self.failed:
+            self.failed = True
+            self.on_error(f"Online map tiles did not load ({type(exc).__name__}): no internet connection? An "
+                          "offline MBTiles file works without one.")
+
+
+def tile_source(mbtiles: str | None, on_error: Callable[[str], None], untraceable: bool = False
+                ) -> tuple[MapSource, str]:
+    """The map source for ``mbtiles`` (a path; online OpenStreetMap if empty, none in untraceable mode) and the
+    sentence the screen shows. ValueError saying why a file cannot be used."""
     if not mbtiles:
-        return MapSource(url=OSM_URL, cache_key="osm", min_zoom=0, max_zoom=19, attribution=OSM_ATTRIBUTION,
-                         cache_dir=_tile_cache()), ONLINE_NOTE
+        if untraceable:
+            return _NoTiles(cache_dir=_tile_cache()), UNTRACEABLE_NOTE
+        return _OnlineTiles(on_error), ONLINE_NOTE
     path = Path(mbtiles).expanduser()
     if not path.is_file():
         raise ValueError(f"no MBTiles file at {path}")
@@ -147,8 +181,10 @@ class PinMap(MapView):
         self.add_layer(self.radius)
 
     def on_touch_up(self, touch: Any) -> Any:
-        # the wheel zooms without grabbing; a grabbed touch that ends where it began is a click
-        clicked = touch.grab_current is self and math.hypot(touch.x - touch.ox, touch.y - touch.oy) < dp(6)
+        # the wheel zooms without grabbing; a grabbed touch that ends where it began, not on a marker, is a click
+        clicked = (touch.grab_current is self and math.hypot(touch.x - touch.ox, touch.y - touch.oy) < dp(6)
+                   and not any(m.collide_point(*touch.pos) for layer in self._layers
+                               for m in getattr(layer, "markers", ())))
         handled = super().on_touch_up(touch)
         if clicked:
             at = self.get_latlon_at(touch.x - self.x, touch.y - self.y)
@@ -271,20 +307,34 @@ class MapScreen(BaseScreen):
                        self.tiles_error):
             self.body.add_widget(widget)
         self.pick("danger")
+        self._tiles_wanted: tuple[str, bool] | None = None
         self.use_tiles()
         self.show_pins([])
         self.status.text = "Your position first: type it or click the map, then Refresh."
 
     # -- tiles and the map ------------------------------------------------------------------------------------------
-    def use_tiles(self) -> None:
+    def refresh(self, *_: Any) -> None:
+        self.use_tiles(again=False)  # untraceable mode may have been switched since
+
+    def use_tiles(self, again: bool = True) -> None:
+        """Draw the tiles the field names (online if empty, none in untraceable mode); ``again=False``: only if
+        that changed."""
+        settings = self.app.backend.settings
+        wanted = (self.tiles_field.text.strip(), settings is not None and settings.tor is not None)
+        if not again and wanted == self._tiles_wanted:
+            return
+        self._tiles_wanted = wanted
         try:
-            source, note = tile_source(self.tiles_field.text.strip())
+            source, note = tile_source(wanted[0], self._tiles_failed, untraceable=wanted[1])
             self.tiles_error.text = ""
         except ValueError as exc:
             source, note = _NoTiles(cache_dir=_tile_cache()), "No map tiles: the offline file cannot be used."
             self.tiles_error.text = str(exc)
         self.map.map_source = source
         self.tiles_note.text = note
+
+    def _tiles_failed(self, why: str) -> None:
+        self.tiles_error.text = why
 
     def zoom(self, step: int) -> None:
         self.map.zoom = max(self.map.map_source.get_min_zoom(),
