@@ -15,10 +15,14 @@
   number. So a removal is seen by a sender within a minute, at its next send after that.
 - **Sending as the identity from a paired device.** The envelope is sealed and signed with the device key, its
   content type prefixed ``via/`` and its body wrapped with the identity's key and a root signature over the device
-  key (the device's certificate, from pairing). A recipient checks the certificate and, if it holds a list of that
-  identity (its own identity's, refreshed at every sync; a contact's, refreshed when it sends to them), that the
-  device is still on it; then it treats the envelope as the identity's. So a removed device can still send as the
-  identity to people who hold no (fresh) list of it, until its certificate is refused by their next refresh.
+  key (the device's certificate, from pairing). A recipient checks the certificate and that the identity's list
+  still names the device (fetching the list first when its copy is more than a minute old; with no list anywhere,
+  the certificate alone); then it treats the envelope as the identity's. So once a device is removed, what it
+  sends as the identity is refused by every recipient who opens it more than a minute after the removal. What it
+  received before stays readable on it; its keys open nothing sealed to the new list.
+- **Own-devices sync.** See :func:`flush` and :func:`receive_sync`.
+- **Not yet.** A paired device cannot do what signs as the identity: posts, profile, friends' circle keys, votes,
+  events, collectives (each refuses with :class:`~komrade_dht.errors.RootKeyAbsent`, saying what to do).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 from .. import codec, records
 from ..address import decode_address
-from ..envelope import Opened, max_body, seal
+from ..envelope import Opened, TrialDecryptor, max_body, seal
 from ..errors import CodecError, DeviceError, EnvelopeError, KomradeError, NetworkError, RecordError, RootKeyAbsent
 from ..identity import Identity, PublicIdentity, is_valid_verify_key
 from ..node import KomradeNode
@@ -284,6 +288,28 @@ def signer(account: Account, body: bytes, content_type: str) -> tuple[Identity, 
         raise DeviceError("this device has no certificate from its identity yet: pair it again")
     wrapped = codec.pack({"as": account.identity.verify_key, "c": cert["signature"], "b": body})
     return account.device, wrapped, VIA + content_type
+
+
+async def check_sender_list(
+    account: Account, node: KomradeNode, decryptor: TrialDecryptor, data: bytes, now: float
+) -> None:
+    """Before a sync takes an envelope a paired device sent as its identity: fetch that identity's list if this
+    device's copy is more than a minute old, so :func:`unwrap` refuses a device removed since."""
+    try:
+        opened = decryptor.open(data, now)
+    except EnvelopeError:
+        return
+    if opened is None or not opened.content_type.startswith(VIA):
+        return
+    try:
+        claimed = codec.unpack(opened.body, max_len=2048, max_depth=1).get("as")
+    except (CodecError, AttributeError):
+        return
+    if not isinstance(claimed, bytes) or not is_valid_verify_key(claimed) or claimed == account.identity.verify_key:
+        return
+    cached = account.data.get("devlist", claimed)
+    if cached is None or now - cached["at"] > LIST_MAX_AGE:
+        await refresh(account, node, claimed, now=now)
 
 
 def unwrap(account: Account, opened: Opened, now: float) -> Opened | None:

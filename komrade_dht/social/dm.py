@@ -166,6 +166,8 @@ async def sync_inbox(
         for data in result.wanted:
             key = envelope_id(data)
             seen[key] = int.from_bytes(data[2:6], "big")
+            if not account.data.has("message", key):
+                await devices.check_sender_list(account, node, decryptor, data, now)
             message = _receive(account, decryptor, key, slot, data, now)
             if message is not None:
                 new.append(message)
