@@ -972,3 +972,35 @@ async def test_node_without_reachable_bootstrap_peer_starts(tmp_path: Path) -> N
         assert time.monotonic() - start < 3 * FAST.wait_timeout + 1.0
         assert contacts(node) == []
         await honest_ping(net, node)
+
+
+@async_test
+async def test_retransmission_follows_measured_round_trips(tmp_path: Path) -> None:
+    """Calls are timed from the peer's measured round trips (node/rtt.py): a reply to a retransmitted request gives
+    no sample (Karn's rule), replies to requests sent once do, and the measured schedule never waits longer than
+    ``wait_timeout``; a timeout backs the peer's interval off."""
+    async with Net(tmp_path) as net:
+        node = await net.node(config=NodeConfig(wait_timeout=3.0, id_bits=0))
+        seen: set[bytes] = set()
+
+        def second_copy(msg: wire.Request) -> tuple[bool, Any] | None:
+            if msg.msg_id in seen:
+                return True, peer.node_id
+            seen.add(msg.msg_id)
+            return None  # the first copy is "lost"
+
+        peer = await net.peer(handler=second_copy)
+        rtt = node.protocol.rtt
+        assert await node.protocol.call(peer.addr, "ping") == (True, peer.node_id)
+        assert node.protocol.counters["retransmits"] == 1 and not rtt.measured(peer.addr)
+        peer.handler = peer.answer_ping
+        for _ in range(3):
+            assert await node.protocol.call(peer.addr, "ping") == (True, peer.node_id)
+        assert rtt.measured(peer.addr) and node.protocol.counters["retransmits"] == 1
+        resend, timeout = rtt.schedule(peer.addr, 2)
+        assert len(resend) == 2 and timeout <= 3.0 + 1e-9
+        before = rtt.rto(peer.addr)
+        peer.handler = lambda msg: None
+        assert await node.protocol.call(peer.addr, "ping") == (False, None)
+        assert rtt.rto(peer.addr) == min(2 * before, rtt.max_rto)
+        assert node.protocol._sent_once == {}, "nothing left behind once every call is over"

@@ -41,6 +41,7 @@ from ..errors import EnvelopeError, QuotaExceeded, RecordError
 from ..storage import Store
 from . import nodeid, wire
 from .ratelimit import PeerLimiter, RateLimits, TokenBuckets
+from .rtt import RttEstimator
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,11 @@ PAD_TO = {
 }
 #: Consecutive timeouts after which a peer is dropped from the routing table and skipped for the quiet period.
 FAILURES_TO_EVICT = 2
-#: Retransmissions of an unanswered request within its timeout.
+#: Retransmissions of an unanswered request within its timeout (spaced by the peer's measured interval: .rtt).
 RETRANSMITS = 2
+#: Shortest interval between two transmissions to a peer that answers fast (Linux TCP's minimum RTO): below it, a
+#: stall of the event loop on a loaded machine would pass for loss and cost duplicate datagrams.
+MIN_RTO = 0.2
 #: At most this many slot entries handed to one newcomer.
 HANDOFF_LIMIT = 256
 #: Slots examined between two yields to the event loop during a hand-off scan (keeps pings answered fast).
@@ -145,6 +149,10 @@ class KomradeProtocol(KademliaProtocol):
         #: node id -> address of contacts that proved their id to us (answered a ping with a valid proof)
         self._proven: OrderedDict[bytes, tuple[str, int]] = OrderedDict()
         self._wait_timeout = wait_timeout
+        #: per-peer round-trip times: a call's retransmissions and timeout follow them (``wait_timeout`` at most)
+        self.rtt = RttEstimator(wait_timeout / (RETRANSMITS + 1), min_rto=MIN_RTO)
+        #: msg id -> when a request still sent only once left (Karn's rule: only those give round-trip samples)
+        self._sent_once: dict[bytes, float] = {}
         self.router = KomradeRoutingTable(self, ksize, source_node)
         self.store = store
         self.read_only = read_only
@@ -231,6 +239,7 @@ class KomradeProtocol(KademliaProtocol):
             if not future.done():
                 future.set_result((False, None))
         self._outstanding.clear()
+        self._sent_once.clear()
         if self.transport is not None:
             self.transport.close()
 
@@ -312,6 +321,9 @@ class KomradeProtocol(KademliaProtocol):
             if node_id is not None:
                 self.on_churn(node_id)  # it answers again
         del self._outstanding[msg.msg_id]
+        sent = self._sent_once.pop(msg.msg_id, None)
+        if sent is not None:
+            self.rtt.sample(expected, time.monotonic() - sent)
         for timer in timers:
             timer.cancel()
         if not future.done():
@@ -337,6 +349,10 @@ class KomradeProtocol(KademliaProtocol):
                 self.on_churn(node_id)
         return ok
 
+    def soft_timeout(self, addr: tuple[str, int]) -> float:
+        """Seconds after which a request to ``addr`` is overdue for a lookup: just past its first retransmission."""
+        return self.rtt.rto((addr[0], addr[1])) * 1.35
+
     def is_silent(self, addr: tuple[str, int]) -> bool:
         """Whether ``addr`` failed at least FAILURES_TO_EVICT times in a row, the last within the quiet period."""
         count, last = self._failures.get(addr, (0, 0.0))
@@ -346,13 +362,16 @@ class KomradeProtocol(KademliaProtocol):
         entry = self._outstanding.get(msg_id)
         if entry is not None and not entry[0].done():
             self.counters["retransmits"] += 1
+            self._sent_once.pop(msg_id, None)
             self._send(data, addr)
 
     def _timeout(self, msg_id: bytes) -> None:
         entry = self._outstanding.pop(msg_id, None)
+        self._sent_once.pop(msg_id, None)
         if entry is None:
             return
         self.counters["timeouts"] += 1
+        self.rtt.timed_out(entry[2])
         # A peer that timed out twice in a row is not asked again for a short while, so lookups that learn of it
         # from others' (stale) tables do not each wait a full timeout on it. (Counted also when the caller stopped
         # waiting.) One timeout is not enough: under 20% loss, 5% of live peers miss all three transmissions.
@@ -378,15 +397,17 @@ class KomradeProtocol(KademliaProtocol):
         data = wire.encode_request(msg_id, method, sender, list(args), PAD_TO.get(method, 0))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        # Retransmit the same datagram (same id: every RPC is idempotent) twice within the timeout, so one lost
-        # datagram costs a third of a timeout instead of the whole call.
-        step = self._wait_timeout / (RETRANSMITS + 1)
-        timers = [
-            loop.call_later(step * (i + 1), self._retransmit, msg_id, data, addr)
-            for i in range(RETRANSMITS if retransmit else 0)
-        ]
-        timers.append(loop.call_later(self._wait_timeout, self._timeout, msg_id))
-        self._outstanding[msg_id] = (future, timers, (addr[0], addr[1]))
+        # Retransmit the same datagram (same id: every RPC is idempotent) twice within the timeout, each after the
+        # peer's measured retransmission interval, so one lost datagram costs about a round trip's worth of waiting
+        # instead of the whole call; a peer never measured gets wait_timeout / 3 steps.
+        peer = (addr[0], addr[1])
+        resend_at, timeout = self.rtt.schedule(peer, RETRANSMITS)
+        if not retransmit:
+            resend_at = []
+        timers = [loop.call_later(delay, self._retransmit, msg_id, data, addr) for delay in resend_at]
+        timers.append(loop.call_later(timeout, self._timeout, msg_id))
+        self._outstanding[msg_id] = (future, timers, peer)
+        self._sent_once[msg_id] = time.monotonic()
         self._send(data, addr)
         ok, value = await future
         if ok:
