@@ -1004,3 +1004,24 @@ async def test_retransmission_follows_measured_round_trips(tmp_path: Path) -> No
         assert await node.protocol.call(peer.addr, "ping") == (False, None)
         assert rtt.rto(peer.addr) == min(2 * before, rtt.max_rto)
         assert node.protocol._sent_once == {}, "nothing left behind once every call is over"
+
+
+@async_test
+async def test_a_read_goes_on_without_a_silent_holder_once_it_is_overdue(tmp_path: Path) -> None:
+    """A slot read asks every holder for its digest, but once one answered it stops waiting for holders unanswered
+    past their first retransmission (reader.py, issue 12), and still returns what the live holder has."""
+    from komrade_dht.node.reader import ReadLimits, SlotRead
+
+    async with Net(tmp_path) as net:
+        reader, holder = await net.node(), await net.node()
+        silent = await net.peer(handler=lambda msg: None)
+        slot = os.urandom(20)
+        envelope = make_envelope(slot=slot)
+        assert holder.store is not None
+        holder.store.append_many([(slot, envelope, int.from_bytes(envelope[2:6], "big"), 0)])
+        holders = [Node(holder.node.id, *holder.address), Node(silent.node_id, *silent.addr)]
+        read = SlotRead(reader.protocol, slot, env.PowParams(), ReadLimits(), set(), lambda head: True)
+        result = await read.run(holders, [])
+        assert result.wanted == [envelope]
+        assert result.overdue_holders == 1
+        assert len(silent.requests) >= 2, "the silent holder was asked again before the read went on without it"

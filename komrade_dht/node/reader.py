@@ -3,7 +3,10 @@
 Anyone can compute a slot id and place a node next to it, so a holder's answers are claims, not facts. A read:
 
 1. asks every holder it found (the k closest, plus a few random contacts beyond them, so a handful of ids placed
-   next to a slot cannot hide it) for the slot's ``(count, digest)``;
+   next to a slot cannot hide it) for the slot's ``(count, digest)``, and goes on once every holder answered or
+   failed, or once some answered and every one still silent is overdue (unanswered past its first
+   retransmission, by its own measured round trips: most likely gone). What holders answer never ends the wait
+   early, so a liar answering first cannot keep the reader from hearing the others;
 2. groups holders by digest (holders with equal digests hold equal sets) and pages the ids of two holders per
    group, each within ``pages_per_holder`` pages, and never more than ``ids_per_read`` distinct ids in all;
 3. fetches the *heads* of unknown ids in batches (``get_heads``: fixed fields and recipient headers, ~111 bytes
@@ -73,6 +76,8 @@ class ReadResult:
     holders: int = 0
     requests: int = 0
     dropped_holders: int = 0
+    overdue_holders: int = 0
+    """Holders whose digest was still unanswered, past their first retransmission, when the read went on."""
 
 
 class _Holder:
@@ -84,6 +89,8 @@ class _Holder:
         self.rate, self.burst = rate, burst
         self.last = time.monotonic()
         self.ids: list[bytes] = []
+        #: when its current request left (after the pacing and the in-flight gate)
+        self.sent_at: float | None = None
 
     async def pace(self) -> None:
         now = time.monotonic()
@@ -145,6 +152,7 @@ class SlotRead:
         async with self._gate:
             await holder.pace()
             self.result.requests += 1
+            holder.sent_at = time.monotonic()
             return await getattr(self.protocol, f"call_{method}")(holder.node, *args)  # type: ignore[no-any-return]
 
     def _strike(self, holder: _Holder) -> None:
@@ -152,15 +160,42 @@ class SlotRead:
 
     async def _digests(self) -> list[list[_Holder]]:
         holders = list(self._holders.values())
-        answers = await asyncio.gather(*(self._call(h, "slot_digest", self.slot) for h in holders))
+        for holder in holders:
+            holder.sent_at = None
+        calls = {asyncio.ensure_future(self._call(h, "slot_digest", self.slot)): h for h in holders}
+        try:
+            await self._settle(calls)
+        finally:
+            for task in calls:
+                task.cancel()  # overdue: its late answer is not waited for (its timeout still counts against it)
         groups: dict[tuple[int, bytes], list[_Holder]] = defaultdict(list)
-        for holder, (ok, value) in zip(holders, answers):
+        for task, holder in calls.items():
+            if not task.done() or task.cancelled():
+                continue
+            ok, value = task.result()
             if ok and value[0] > 0:  # type: ignore[index]
                 groups[(value[0], value[1])].append(holder)  # type: ignore[index]
         out = list(groups.values())
         for group in out:
             random.shuffle(group)  # which two of a group are paged is not up to the holders
         return out
+
+    async def _settle(self, calls: dict[asyncio.Future[tuple[bool, object]], _Holder]) -> None:
+        """Wait until every call ended, or until one succeeded and every call still running is overdue."""
+        pending = set(calls)
+        answered = False
+        while pending:
+            timeout = None
+            if answered:
+                sent = [(calls[t].sent_at, calls[t].node) for t in pending]
+                if all(at is not None for at, _ in sent):
+                    overdue = max(at + self.protocol.soft_timeout((n.ip, n.port)) for at, n in sent)  # type: ignore[operator]
+                    timeout = overdue - time.monotonic()
+                    if timeout <= 0:
+                        self.result.overdue_holders = len(pending)
+                        return
+            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            answered = answered or any(t.result()[0] for t in done)
 
     async def _page(self, holder: _Holder) -> None:
         cursor = 0
