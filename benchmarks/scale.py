@@ -13,9 +13,13 @@ The simulation follows the node's logic, not an idealised Kademlia:
   each count as a datagram.
 
     python -m benchmarks.scale [--sizes 1000 10000 100000 1000000] [--lookups 40] [--measured 100 300] [--json]
+        [--lab lab-100.json lab-1000.json ...] [--svg docs/scale.svg]
 
 ``--measured`` runs the same count on real nodes (KomradeNode, loopback UDP, one process) for those sizes, from
-the nodes' own datagram counters, so the model can be checked against the real thing.
+the nodes' own datagram counters, so the model can be checked against the real thing. ``--lab`` adds the network
+lab's figures (``python -m benchmarks.network --json`` outputs: ours and plain, datagrams per message including the
+recipients' polling) to the table, and ``--svg`` draws every series against N (log scale) with
+:mod:`benchmarks.svgplot`.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import math
 import random
 import statistics
 import tempfile
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from ._common import Out, code_fingerprint, machine
+from .svgplot import line_plot
 
 K, ALPHA, BITS = 20, 3, 160
 STEM_HOPS = 1 / 0.3  # fluff probability 0.3 per hop
@@ -157,6 +163,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--lab", type=Path, nargs="*", default=[], help="network lab JSON outputs to add")
+    parser.add_argument("--svg", type=Path, default=None, help="write the plot here")
     args = parser.parse_args()
     import logging
 
@@ -174,7 +182,43 @@ def main() -> None:
         row = asyncio.run(measure(n, args.messages, args.seed))
         out["measured"].append(row)
         say(f"measured  N={n:>9,}: {row['datagrams_per_message']} datagrams per DM (real nodes, loopback)")
+    out["lab"] = [lab_row(path) for path in args.lab]
+    for row in out["lab"]:
+        say(f"lab       N={row['nodes']:>9,}: " + ", ".join(
+            f"{mode} {row[mode]['datagrams_per_message']:,.0f} datagrams per message, p50 {row[mode]['p50_ms']:,.0f} ms"
+            for mode in ("ours", "plain") if mode in row))
+    if args.svg is not None:
+        plot(out, args.svg)
+        say(f"plot: {args.svg}")
     say.json(out)
+
+
+def lab_row(path: Path) -> dict[str, Any]:
+    """The figures of one network lab run (``benchmarks.network --json``) that the scale table shows."""
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--lab {path}: not a network lab JSON output ({exc})") from exc
+    row: dict[str, Any] = {"nodes": run["nodes"], "params": run["params"], "file": str(path)}
+    for mode in ("ours", "plain"):
+        if mode in run:
+            row[mode] = {k: run[mode][k] for k in ("datagrams_per_message", "p50_ms", "p99_ms", "delivery_rate",
+                                                    "bytes_per_node")}
+    return row
+
+
+def plot(out: dict[str, Any], path: Path) -> None:
+    series: dict[str, list[tuple[float, float]]] = {
+        "simulated DM": [(r["nodes"], r["datagrams_per_message"]) for r in out["simulated"]],
+    }
+    if out["measured"]:
+        series["measured DM"] = [(r["nodes"], r["datagrams_per_message"]) for r in out["measured"]]
+    for mode in ("ours", "plain"):
+        rows = [r for r in out["lab"] if mode in r]
+        if rows:
+            series[f"lab, {mode}"] = [(r["nodes"], r[mode]["datagrams_per_message"]) for r in rows]
+    line_plot(series, path, title="Datagrams per message against network size", x_label="nodes (N, log scale)",
+              y_label="datagrams per message", dashed=frozenset({"simulated DM"}))
 
 
 if __name__ == "__main__":
