@@ -15,7 +15,7 @@ from komrade_dht.identity import Identity
 from komrade_dht.node import NodeConfig
 from komrade_dht.social.dm import MAX_TEXT_BYTES
 from komrade_dht.address import encode_address
-from komrade_dht.social import Account, burn, devices, inbox, mark_read, pairing, send_dm, sync_inbox
+from komrade_dht.social import Account, burn, devices, friends, inbox, mark_read, pairing, send_dm, sync_inbox
 
 from .support import CHEAP_POW, FAST_KDF, account, client, shutdown, start_relays, wait_for
 
@@ -201,6 +201,14 @@ def test_pairing_and_own_devices_sync(tmp_path: Path) -> None:
             # The contacts came through own-devices sync.
             await sync_inbox(phone, phone_node)
             assert [c.name for c in phone.contacts()] == ["Bob"]
+
+            # Bob's circle key (a DM of another type) reaches both devices too: the phone can read his friends' posts.
+            friends.add_friend(bob, laptop.address.text)
+            assert await friends.deliver_keys(bob, bob_node) == 1
+            await sync_inbox(laptop, laptop_node)
+            assert phone.data.get("circle_in", bob.identity.verify_key) is None
+            await sync_inbox(phone, phone_node)
+            assert phone.data.get("circle_in", bob.identity.verify_key) is not None
 
             # Bob writes while both are offline; both read it.
             first = await send_dm(bob, bob_node, laptop.address.text, "hello both")

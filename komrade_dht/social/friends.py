@@ -31,7 +31,7 @@ from ..envelope import Opened, envelope_id, seal
 from ..errors import CodecError, KomradeError, NetworkError
 from ..node import KomradeNode
 from ..slots import MAX_TTL, MAX_WIDTH, SlotParams, slot_id
-from . import dm
+from . import devices, dm
 from .account import Account
 
 log = logging.getLogger(__name__)
@@ -158,8 +158,9 @@ async def deliver_keys(
     async def send(address_text: str) -> bool:
         recipient = decode_address(address_text)
         slot = slot_id(recipient.verify_key, recipient.width, params.epoch(now))
+        to_keys = await devices.recipient_keys(account, node, recipient.public, now=now)  # each of their devices
         data = await asyncio.to_thread(seal, account.identity, recipient.public, body, content_type=KEY_CONTENT_TYPE,
-                                       ttl=MAX_TTL, now=now, pow=node.config.pow, slot=slot)
+                                       ttl=MAX_TTL, now=now, pow=node.config.pow, slot=slot, to_keys=to_keys)
         try:
             await node.send(slot, data)
         except NetworkError as exc:
