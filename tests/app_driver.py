@@ -97,6 +97,18 @@ async def press(widget: Any) -> None:
     await frames(2)
 
 
+async def scroll_to(widget: Any) -> None:
+    """Scroll the scroll view holding ``widget`` until it is in view, as a person turns the wheel to it."""
+    from kivy.uix.scrollview import ScrollView
+
+    parent = widget.parent
+    while parent is not None and not isinstance(parent, ScrollView):
+        parent = parent.parent
+    assert parent is not None, f"{widget} is in no scroll view"
+    parent.scroll_to(widget, padding=20, animate=False)
+    await frames(3)
+
+
 async def press_until(widget: Any, predicate: Callable[[], Any], timeout: float = 40.0,
                       what: str | Callable[[], str] = "",
                       again_after: float = 10.0) -> Any:

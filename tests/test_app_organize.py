@@ -114,6 +114,13 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             await ui.press_until(detail.refresh_button, lambda: any("Going: Bob" in w.text for w in answers.children),
                                  60, lambda: f"Bob's answer shown: {[w.text for w in detail.answers_list.children]}")
             await ui.screenshot("19-event-host")
+            await ui.press(detail.edit_button)
+            await ui.until(lambda: detail.edit_box.parent is not None, 10, "the edit form")
+            assert detail.place_field.text == "the old library"
+            detail.place_field.text = "the new library"
+            await ui.press(detail.save_button)
+            await ui.until(lambda: detail.event["place"] == "the new library" and detail.edit_box.parent is None, 60,
+                           lambda: f"edited: {detail.error.text} {app.notices[-3:]}")
             await ui.press(detail.cancel_button)
             await ui.until(lambda: getattr(detail, "cancel_dialog", None) is not None, 10)
             await ui.press(detail.cancel_dialog.ok_button)
@@ -182,6 +189,11 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
                            lambda: f"voted: {group.error.text} {app.notices[-3:]}")
             assert next(iter(group.proposal_rows.values())).votes.mine == "up"
             await ui.screenshot("23-collective")
+            group.post_field.text = "meeting on Thursday"
+            await ui.scroll_to(group.post_button)
+            await ui.press(group.post_button)
+            await ui.until(lambda: any("meeting on Thursday" in w.text for box in group.posts_box.children
+                                       for w in box.children), 60, lambda: f"posted: {app.notices[-3:]}")
         finally:
             await close(app, task)
             bg.run(_stop(relays))
