@@ -42,6 +42,19 @@ async def start(app: KomradeApp) -> asyncio.Task:
     return task
 
 
+async def create_identity(app: KomradeApp, name: str = "Alice") -> str:
+    """Onboarding as a person does it (a name, a good passphrase twice, Create); the address the Me screen shows."""
+    welcome = app.screen("welcome")
+    welcome.name_field.text = name
+    welcome.pass_field.text = welcome.confirm_field.text = PASSPHRASE
+    await ui.frames(3)
+    await ui.press(welcome.create_button)
+    await ui.until(lambda: app.shell.manager.current == "me", 60, "identity created, node started")
+    me = app.screen("me")
+    await ui.until(lambda: me.address.text.startswith("komrade1"), 40)
+    return me.address.text
+
+
 async def close(app: KomradeApp, task: asyncio.Task) -> int | None:
     """Close the window as its close button does; the node must stop with it."""
     pid = app.host.pid

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import app_driver as ui  # sets Kivy's environment first
 from .support import start_relays
-from .test_app import PASSPHRASE, bg, close, make_app, start  # noqa: F401  (bg: the fixture)
+from .test_app import bg, close, create_identity, make_app, start  # noqa: F401  (bg: the fixture)
 from .test_app_posts import _stop
 
 
@@ -21,15 +21,8 @@ def test_devices_screen_pairs_and_removes_a_device(tmp_path: Path, bg: ui.LoopTh
         app = make_app(tmp_path / "alice", relays[0].address)
         task = await start(app)
         try:
-            welcome = app.screen("welcome")
-            welcome.name_field.text = "Alice"
-            welcome.pass_field.text = PASSPHRASE
-            welcome.confirm_field.text = PASSPHRASE
-            await ui.frames(3)
-            await ui.press(welcome.create_button)
-            await ui.until(lambda: app.shell.manager.current == "me", 60, "identity created, node started")
+            address = await create_identity(app)
             me = app.screen("me")
-            await ui.until(lambda: me.address.text.startswith("komrade1"), 40)
 
             await ui.press_until(me.devices_button, lambda: app.shell.manager.current == "devices")
             screen = app.screen("devices")
@@ -42,7 +35,7 @@ def test_devices_screen_pairs_and_removes_a_device(tmp_path: Path, bg: ui.LoopTh
             code, out, err = await ui.komrade(tmp_path / "phone", "device", "join", *net, screen.code.text,
                                               "--name", "phone", passphrase="the phone's own passphrase 1917")
             assert code == 0, err
-            assert me.address.text in out
+            assert address in out
             await ui.until(lambda: list(screen.rows) == ["first device", "phone"], 40, "the phone listed")
             assert screen.code.text == "" and "Paired phone" in screen.pair_state.text
             await ui.screenshot("31-devices-list")

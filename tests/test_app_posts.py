@@ -13,7 +13,7 @@ from PIL import Image
 
 from . import app_driver as ui  # sets Kivy's environment first
 from .support import start_relays
-from .test_app import BOB_PASS, PASSPHRASE, bg, close, make_app, rail, start  # noqa: F401  (bg: the fixture)
+from .test_app import BOB_PASS, bg, close, create_identity, make_app, rail, start  # noqa: F401  (bg: the fixture)
 
 
 def photo(path: Path) -> Path:
@@ -37,16 +37,7 @@ def test_feeds_compose_friends_profile_screens(tmp_path: Path, bg: ui.LoopThread
         app = make_app(alice_dir, relays[0].address)
         task = await start(app)
         try:
-            welcome = app.screen("welcome")
-            welcome.name_field.text = "Alice"
-            welcome.pass_field.text = PASSPHRASE
-            welcome.confirm_field.text = PASSPHRASE
-            await ui.frames(3)
-            await ui.press(welcome.create_button)
-            await ui.until(lambda: app.shell.manager.current == "me", 60, "identity created, node started")
-            me = app.screen("me")
-            await ui.until(lambda: me.address.text.startswith("komrade1"), 40)
-            alice_address = me.address.text
+            alice_address = await create_identity(app)
             code, out, err = await bob_init
             assert code == 0, err
             bob_address = out.splitlines()[1]
