@@ -154,6 +154,15 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             colls.name_field.text = "Tenants of Block 4"
             await ui.until(lambda: colls.picker.boxes.get("Bob") is not None, 10, "contacts to found with")
             await ui.press(colls.picker.boxes["Bob"])
+            # bad input is said under the form, before anything is sent
+            colls.amend_field.text = "3/2"
+            await ui.frames(2)
+            assert "between 0/1 and 1/1" in colls.found_error.text
+            colls.join_id_field.text, colls.join_member_field.text = "not-an-id", bob_address
+            await ui.scroll_to(colls.join_button)
+            await ui.press(colls.join_button)
+            await ui.until(lambda: colls.join_error.text, 30, "a bad collective id refused")
+            await ui.scroll_to(colls.name_field)
             colls.quorum_field.text = "2"
             colls.amend_field.text = "2/3"
             await ui.frames(2)
