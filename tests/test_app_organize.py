@@ -15,7 +15,7 @@ import pytest
 
 from . import app_driver as ui  # sets Kivy's environment first
 from .support import start_relays
-from .test_app import BOB_PASS, PASSPHRASE, bg, close, make_app, rail, start  # noqa: F401  (bg: the fixture)
+from .test_app import BOB_PASS, bg, close, create_identity, make_app, rail, start, stop_all  # noqa: F401 (bg: fixture)
 
 CAROL_PASS = "Carol walks the quiet orbit 1917"
 
@@ -34,15 +34,7 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
         app = make_app(alice_dir, relays[0].address)
         task = await start(app)
         try:
-            welcome = app.screen("welcome")
-            welcome.name_field.text = "Alice"
-            welcome.pass_field.text = welcome.confirm_field.text = PASSPHRASE
-            await ui.frames(3)
-            await ui.press(welcome.create_button)
-            await ui.until(lambda: app.shell.manager.current == "me", 60, "identity created, node started")
-            me = app.screen("me")
-            await ui.until(lambda: me.address.text.startswith("komrade1"), 40)
-            alice_address = me.address.text
+            alice_address = await create_identity(app)
             (code_b, out_b, err_b), (code_c, out_c, err_c) = await people
             assert code_b == 0 and code_c == 0, err_b + err_c
             bob_address, carol_address = out_b.splitlines()[1], out_c.splitlines()[1]
@@ -205,14 +197,9 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
                                        for w in box.children), 60, lambda: f"posted: {app.notices[-3:]}")
         finally:
             await close(app, task)
-            bg.run(_stop(relays))
+            bg.run(stop_all(relays))
 
     asyncio.run(main())
-
-
-async def _stop(relays: list) -> None:
-    for r in relays:
-        await r.stop_async()
 
 
 def test_form_values_are_checked_before_anything_is_sent() -> None:
