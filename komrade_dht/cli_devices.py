@@ -67,7 +67,7 @@ async def _device(args: argparse.Namespace) -> int:
                 flags = ("  root key" if d.root else "") + ("  (this device)" if d.this else "")
                 added = time.strftime("%Y-%m-%d", time.gmtime(d.added)) if d.added else "-"
                 print(f"{d.key}  {printable(d.name)}  added {added}{flags}")
-            if not account.has_root and not any(d.this for d in listed):
+            if devices.was_removed(account):
                 print("this device is no longer in the list (as of its last sync): it was removed, and what is "
                       "sent to the identity now no longer reaches it")
             elif not account.has_root:

@@ -28,7 +28,7 @@ def test_list_pair_and_remove_devices_through_the_api(tmp_path: Path) -> None:
             api = ApiServer(svc)
             await api.start()
             status, listed = await _raw("GET", api, "/v1/devices")
-            assert status == 200 and listed == {"root": True, "pairing": None, "devices": [
+            assert status == 200 and listed == {"root": True, "removed": False, "pairing": None, "devices": [
                 {"key": alice.identity.verify_key.hex(), "name": "first device", "added": alice.created,
                  "root": True, "this": True}]}
             assert (await _raw("GET", api, "/v1/pairing"))[0] == 404

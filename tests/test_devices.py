@@ -100,6 +100,10 @@ def test_two_devices_read_offline_mail_and_a_removed_device_is_cut_off(tmp_path:
             assert env.TrialDecryptor(phone.identity, [phone.device]).open(data) is None
             assert await sync_inbox(phone, phone_node) == []
             assert [m.text for m in inbox(phone)] == ["both of you, read this"]
+            # Its sync refreshed its copy of the list: it knows it was removed and says so instead of sending.
+            assert not any(d.this for d in devices.my_devices(phone))
+            with pytest.raises(DeviceError, match="was removed"):
+                await send_dm(phone, phone_node, sam.address.text, "hello?")
             # A stranger's key opens nothing either.
             assert env.TrialDecryptor(Identity.generate()).open(data) is None
         finally:

@@ -54,6 +54,8 @@ class DevicesScreen(BaseScreen):
         listed = await devices.devices()
         self.listed = listed
         self.role.text = ("This device holds your root key: it pairs and removes devices." if listed["root"] else
+                          "This device was removed from your identity: messages sent to you now no longer reach it."
+                          if listed["removed"] else
                           "This device was paired: it has its own keys. Pair or remove devices on your first device.")
         self.pair_button.disabled = not listed["root"]
         self.list_box.clear_widgets()

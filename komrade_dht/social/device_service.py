@@ -45,9 +45,10 @@ class DeviceService:
         self._waiting: asyncio.Future[None] | None = None
 
     def list(self) -> dict[str, Any]:
-        """``{root, devices, pairing}``: the devices as this device last saw its list, and the pairing under way."""
-        return {"root": self.account.has_root, "devices": [d.__dict__ for d in devices.my_devices(self.account)],
-                "pairing": self.pairing()}
+        """``{root, removed, devices, pairing}``: the devices as this device last saw its list (``removed``: the list
+        no longer names this paired device), and the pairing under way."""
+        return {"root": self.account.has_root, "removed": devices.was_removed(self.account),
+                "devices": [d.__dict__ for d in devices.my_devices(self.account)], "pairing": self.pairing()}
 
     def pairing(self) -> dict[str, Any] | None:
         """The latest pairing: ``{code, expires_at, state: waiting|paired|failed, device, error}``, or None."""

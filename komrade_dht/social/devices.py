@@ -136,6 +136,12 @@ def my_devices(account: Account) -> list[Device]:
     return [Device(k.hex(), n, a, k == root, k == account.device.verify_key) for k, n, a in _my_entries(account)]
 
 
+def was_removed(account: Account) -> bool:
+    """Whether this paired device's copy of its identity's list (as of its last sync) no longer names it."""
+    cached = None if account.has_root else account.data.get("devlist", account.identity.verify_key)
+    return bool(cached and cached["entries"]) and account.device.verify_key not in [e[0] for e in cached["entries"]]
+
+
 def my_device_keys(account: Account) -> list[bytes]:
     """The verify keys of my identity's devices."""
     return [e[0] for e in _my_entries(account)]
@@ -286,6 +292,9 @@ def signer(account: Account, body: bytes, content_type: str) -> tuple[Identity, 
     cert = account.data.get("device_cert", _ME)
     if cert is None:
         raise DeviceError("this device has no certificate from its identity yet: pair it again")
+    if was_removed(account):
+        raise DeviceError("this device was removed from its identity's device list: it no longer sends as it "
+                          "(pair it again from the first device to use it)")
     wrapped = codec.pack({"as": account.identity.verify_key, "c": cert["signature"], "b": body})
     return account.device, wrapped, VIA + content_type
 
@@ -367,7 +376,7 @@ async def flush(
     if not queued:
         return 0
     others = [k for k in my_device_keys(account) if k != account.device.verify_key]
-    if not others:
+    if not others or was_removed(account):  # alone, or removed: nobody to tell
         account.data.clear("devsync_out")
         return 0
     now = time.time() if now is None else now
