@@ -125,7 +125,7 @@ def _my_entries(account: Account) -> list[list[Any]]:
             return state["entries"]
     else:
         cached = account.data.get("devlist", account.identity.verify_key)
-        if cached is not None:
+        if cached is not None and cached["entries"]:  # None: no list was found when it was last looked for
             return cached["entries"]
     return [[account.identity.verify_key, "first device", account.created]]
 
@@ -158,10 +158,10 @@ async def publish_list(
         raise DeviceError(f"an identity has at most {MAX_DEVICES} devices; remove one first")
     now = time.time() if now is None else now
     state = account.data.get("devices", _ME) or {}
-    seq = state.get("seq", 0) + 1
-    if "seq" not in state:  # a copy restored from the recovery phrase continues the list the network holds
-        held = await _fetch(node, account.identity.verify_key, now)
-        seq = max(seq, held.seq + 1 if held else 0)
+    # above what the network holds too: another copy of the root key (restored from the recovery phrase) may have
+    # published since
+    held = await _fetch(node, account.identity.verify_key, now)
+    seq = max(state.get("seq", 0), held.seq if held else 0) + 1
     data = records.make_record(account.identity, SALT, seq, _encode(entries), int(now) + MAX_TTL, now=now)
     await node.put_record(data)
     account.data.put("devices", _ME, {"seq": seq, "entries": entries, "record": data, "expires_at": int(now) + MAX_TTL})
