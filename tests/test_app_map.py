@@ -163,7 +163,7 @@ def test_map_pins_drop_see_confirm(tmp_path: Path, bg: ui.LoopThread,  # noqa: F
                            and screen.cards[bob_pin].buttons["confirm"].style == "filled", 60,
                            lambda: f"Alice's confirmation counted and shown; notices {app.notices[-3:]}")
             assert "confirmed 1" in screen.cards[pin_id].counts.text, "Carol's vote still counts after Alice's"
-            await ui.screenshot("20-map")
+            await ui.screenshot("24-map")
             # Alice removes her own pin: gone from the list and the map
             await ui.press(screen.cards[pin_id].remove_button)
             await ui.until(lambda: bob_pin in screen.cards and pin_id not in screen.cards, 60,
