@@ -162,8 +162,7 @@ class EventScreen(BaseScreen):
         async def run() -> None:
             self.working(True)
             try:
-                await inline(self.error, organize.refresh_event(event_id))
-                self.show(await inline(self.error, organize.event(event_id)))
+                self.show(await inline(self.error, organize.refresh_event(event_id)))  # the event after the pull
             finally:
                 self.working(False)
 
@@ -230,11 +229,11 @@ class EventScreen(BaseScreen):
             for btn in self.answer_buttons.values():
                 btn.disabled = True
             try:
-                await inline(self.error, organize.answer(event_id, answer))
+                answered = await inline(self.error, organize.answer(event_id, answer))
             finally:
                 for btn in self.answer_buttons.values():
                     btn.disabled = False
-            self.show(await organize.event(event_id))
+            self.show(answered)
             self.app.notify(f"Answered: {ANSWER_TITLES[answer]}")
 
         self.app.backend.spawn(run(), "Answering")
