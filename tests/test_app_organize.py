@@ -139,6 +139,18 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
                            lambda: f"answered: {detail.error.text} {app.notices[-3:]}")
             assert detail.answer_buttons["maybe"].style == "filled"
             await ui.screenshot("21-event-invited")
+            # anonymous answers: the host sees counts only, and invites no one later
+            await ui.press(rail(app, "events"))
+            await ui.press(events.new_button)
+            new.title_field.text = "Vote on the strike"
+            new.start_field.text, new.end_field.text = f"{day} 19:00", f"{day} 21:00"
+            await ui.press(new.anonymous_answers)
+            await ui.press(new.picker.boxes["Carol"])
+            await ui.press(new.create_button)
+            await ui.until(lambda: app.shell.manager.current == "event" and detail.event["title"] ==
+                           "Vote on the strike", 90, lambda: f"created: {new.error.text} {app.notices[-3:]}")
+            await ui.until(lambda: "Anonymous answers" in detail.answers_list.children[-1].text, 60)
+            assert detail.invite_box.parent is None
 
             # -- a collective with Bob; Carol asks to join; Alice vouches -------------------------------------------
             await ui.press(rail(app, "collectives"))

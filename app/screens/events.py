@@ -136,10 +136,12 @@ class EventScreen(BaseScreen):
         self.edit_slot = column(spacing=0)
         self.invite_picker = ContactPicker([])
         self.invite_button = button("Invite", self.invite, style="tonal", icon="email-plus")
+        self.invite_box = column(label("Invite contacts", style="Title", role="small"), self.invite_picker,
+                                 self.invite_button, spacing=6)
+        self.invite_slot = column(spacing=0)
         self.host_box = column(label("Answers", style="Title", role="small"), self.answers_list,
-                               row(self.edit_button, self.cancel_button), self.edit_slot,
-                               label("Invite contacts", style="Title", role="small"), self.invite_picker,
-                               self.invite_button, spacing=6)
+                               row(self.edit_button, self.cancel_button), self.edit_slot, self.invite_slot,
+                               spacing=6)
         self.role_slot = column(spacing=0)
         for widget in (self.info, self.error, self.role_slot):
             self.body.add_widget(widget)
@@ -196,6 +198,8 @@ class EventScreen(BaseScreen):
             self._show_answers(ev)
             for widget in (self.edit_button, self.cancel_button, self.invite_button, self.save_button):
                 widget.disabled = bool(ev.get("cancelled"))
+            # anonymous answers: the ring of the answers is the list invited at creation, so no one joins later
+            show_if(self.invite_slot, self.invite_box, not ev.get("anonymous_answers"))
             self.invite_picker.set_people(self.app.backend.contacts)
         else:
             mark(self.answer_buttons, ev.get("my_answer"))
@@ -203,16 +207,12 @@ class EventScreen(BaseScreen):
     def _show_answers(self, ev: dict[str, Any]) -> None:
         self.answers_list.clear_widgets()
         counts, given = ev.get("counts") or {}, ev.get("answers")
+        tally = ", ".join(f"{counts.get(a, 0)} {ANSWER_TITLES[a].lower()}" for a in ANSWERS)
         if given is None:
-            self.answers_list.add_widget(label(
-                "Anonymous answers: " + ", ".join(f"{counts.get(a, 0)} {ANSWER_TITLES[a].lower()}" for a in ANSWERS),
-                role="medium"))
+            self.answers_list.add_widget(label(f"Anonymous answers (everyone was invited when it was created): "
+                                               f"{tally}", role="medium"))
             return
-        if not given:
-            self.answers_list.add_widget(label("No answers yet.", role="medium"))
-        else:
-            self.answers_list.add_widget(label(", ".join(f"{counts.get(a, 0)} {ANSWER_TITLES[a].lower()}"
-                                                         for a in ANSWERS), role="medium"))
+        self.answers_list.add_widget(label(tally if given else "No answers yet.", role="medium"))
         for a in given:
             who, fp = a.get("who") or "someone", a.get("fingerprint")
             self.answers_list.add_widget(label(
