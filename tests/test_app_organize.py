@@ -166,6 +166,7 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             await ui.scroll_to(colls.join_button)
             await ui.press(colls.join_button)
             await ui.until(lambda: colls.join_error.text, 30, "a bad collective id refused")
+            colls.join_id_field.text = colls.join_member_field.text = colls.join_error.text = ""
             await ui.scroll_to(colls.name_field)
             colls.quorum_field.text = "2"
             colls.amend_field.text = "2/3"
