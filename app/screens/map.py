@@ -249,8 +249,9 @@ class MapScreen(BaseScreen):
         self.pins: list[dict[str, Any]] = []
         self.cards: dict[str, Any] = {}
         self.markers: dict[str, PinMarker] = {}
+        # no tiles until the screen is first shown (refresh): an app whose map is never opened asks no tile server
         self.map = PinMap(self.clicked, zoom=12, lat=52.52, lon=13.405, double_tap_zoom=False,
-                          cache_dir=_tile_cache())
+                          cache_dir=_tile_cache(), map_source=_NoTiles(cache_dir=_tile_cache()))
         self.me_marker = PinMarker("crosshairs-gps", (0.1, 0.1, 0.1, 1), anchor_y=0.5)
         self.tiles_note = label("", role="small")
         zoom = row(icon_button("magnify-minus", lambda: self.zoom(-1)), icon_button("magnify-plus",
@@ -308,7 +309,7 @@ class MapScreen(BaseScreen):
             self.body.add_widget(widget)
         self.pick("danger")
         self._tiles_wanted: tuple[str, bool] | None = None
-        self.use_tiles()
+        self.tiles_note.text = "The map's tiles load when you open this screen."
         self.show_pins([])
         self.status.text = "Your position first: type it or click the map, then Refresh."
 
