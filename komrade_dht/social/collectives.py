@@ -375,9 +375,11 @@ async def _read_log(account: Account, node: KomradeNode, record: dict[str, Any],
 
 
 async def _write(account: Account, node: KomradeNode, collective_id: str | bytes,
-                 build: Callable[[State], bytes], *, params: SlotParams, now: float | None) -> State:
+                 build: Callable[[State], bytes], *, params: SlotParams, now: float | None, inbox: bool = True) -> State:
+    """Sync (the inbox too unless ``inbox`` is False: the caller just synced it), build one operation on the state,
+    append it to the group's slot, keep it."""
     now = time.time() if now is None else now
-    state = await sync_collective(account, node, collective_id, params=params, now=now)
+    state = await sync_collective(account, node, collective_id, params=params, now=now, inbox=inbox)
     record = _record(account, state.collective_id)
     if account.identity.verify_key not in state.members:
         raise KomradeError("you are not a member of this collective")
@@ -392,7 +394,7 @@ async def _write(account: Account, node: KomradeNode, collective_id: str | bytes
 
 
 async def vouch(account: Account, node: KomradeNode, collective_id: str, join: str, *,
-                params: SlotParams = SlotParams(), now: float | None = None) -> State:
+                params: SlotParams = SlotParams(), now: float | None = None, inbox: bool = True) -> State:
     """Vouch (signed) for a pending join request, named by its id or a unique prefix."""
     t = int(time.time() if now is None else now)
 
@@ -400,20 +402,20 @@ async def vouch(account: Account, node: KomradeNode, collective_id: str, join: s
         jh = _hash_arg(join, "join request", [h for h, j in state.joins.items() if j.status == "pending"])
         return collective.vouch(account.identity, state, jh, t)
 
-    return await _write(account, node, collective_id, build, params=params, now=now)
+    return await _write(account, node, collective_id, build, params=params, now=now, inbox=inbox)
 
 
 async def propose_amend(account: Account, node: KomradeNode, collective_id: str, changes: dict[str, Any], *,
-                        params: SlotParams = SlotParams(), now: float | None = None) -> State:
+                        params: SlotParams = SlotParams(), now: float | None = None, inbox: bool = True) -> State:
     """Propose to change fields of the constitution (e.g. ``{"vouch_min": 3}``), put to an anonymous vote."""
     t = int(time.time() if now is None else now)
     return await _write(account, node, collective_id,
                         lambda state: collective.propose_amend(account.identity, state, changes, t),
-                        params=params, now=now)
+                        params=params, now=now, inbox=inbox)
 
 
 async def propose_remove(account: Account, node: KomradeNode, collective_id: str, member: str, *,
-                         params: SlotParams = SlotParams(), now: float | None = None) -> State:
+                         params: SlotParams = SlotParams(), now: float | None = None, inbox: bool = True) -> State:
     """Propose to remove a member (their address, or their key in hex or a unique prefix of it)."""
     t = int(time.time() if now is None else now)
 
@@ -424,11 +426,11 @@ async def propose_remove(account: Account, node: KomradeNode, collective_id: str
             target = _hash_arg(member, "member", sorted(state.members))
         return collective.propose_remove(account.identity, state, target, t)
 
-    return await _write(account, node, collective_id, build, params=params, now=now)
+    return await _write(account, node, collective_id, build, params=params, now=now, inbox=inbox)
 
 
 async def vote(account: Account, node: KomradeNode, collective_id: str, proposal: str, choice: str, *,
-               params: SlotParams = SlotParams(), now: float | None = None) -> State:
+               params: SlotParams = SlotParams(), now: float | None = None, inbox: bool = True) -> State:
     """Vote ``up`` (yes), ``down`` (no) or ``none`` (withdraw) on an open proposal, anonymously (ring = the roster at
     the proposal). A later vote replaces an earlier one."""
     t = time.time() if now is None else now
@@ -445,7 +447,7 @@ async def vote(account: Account, node: KomradeNode, collective_id: str, proposal
         except CollectiveError as exc:
             raise KomradeError(str(exc)) from None
 
-    return await _write(account, node, collective_id, build, params=params, now=now)
+    return await _write(account, node, collective_id, build, params=params, now=now, inbox=inbox)
 
 
 def my_vote(account: Account, proposal: bytes) -> str | None:
@@ -493,13 +495,13 @@ def posts_slot(key: bytes, epoch: int) -> bytes:
 
 
 async def post(account: Account, node: KomradeNode, collective_id: str, text: str, *, ttl: int = 14 * 86400,
-               params: SlotParams = SlotParams(), now: float | None = None) -> str:
+               params: SlotParams = SlotParams(), now: float | None = None, inbox: bool = True) -> str:
     """Post to the collective: signed by you (members see who wrote it), encrypted under the current group key, so
     a removed member reads nothing posted after the rotation. Returns the post's id."""
     if not isinstance(text, str) or not text.strip():
         raise KomradeError("the post is empty")
     now = time.time() if now is None else now
-    state = await sync_collective(account, node, collective_id, params=params, now=now)
+    state = await sync_collective(account, node, collective_id, params=params, now=now, inbox=inbox)
     record = _record(account, state.collective_id)
     if account.identity.verify_key not in state.members:
         raise KomradeError("you are not a member of this collective")
@@ -520,11 +522,11 @@ async def post(account: Account, node: KomradeNode, collective_id: str, text: st
 
 
 async def read_posts(account: Account, node: KomradeNode, collective_id: str, *, days: int = 3,
-                     params: SlotParams = SlotParams(), now: float | None = None) -> list[GroupPost]:
+                     params: SlotParams = SlotParams(), now: float | None = None, inbox: bool = True) -> list[GroupPost]:
     """The group's posts of the last ``days`` epochs under every key this member holds, newest first; only posts
     signed by someone who is or was a member count."""
     now = time.time() if now is None else now
-    state = await sync_collective(account, node, collective_id, params=params, now=now)
+    state = await sync_collective(account, node, collective_id, params=params, now=now, inbox=inbox)
     record = _record(account, state.collective_id)
     ever = set(state.founders) | state.members | {j.newcomer for j in state.joins.values() if j.status == "admitted"}
     epochs = range(params.epoch(now - days * params.epoch_seconds), params.epoch(now) + 1)

@@ -538,7 +538,7 @@ class OrganizeService:
         _fields(body, {"join_id"}, {"join_id"})
         join = _str(body, "join_id", limit=64)
         await self._synced()
-        return state_dict(self.account, await coll.vouch(self.account, self._node(), cid, join))
+        return state_dict(self.account, await coll.vouch(self.account, self._node(), cid, join, inbox=False))
 
     async def propose(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
         self._known(cid)
@@ -554,13 +554,13 @@ class OrganizeService:
                        for k, v in changes.items()}
             await self._synced()
             try:
-                state = await coll.propose_amend(self.account, self._node(), cid, checked)
+                state = await coll.propose_amend(self.account, self._node(), cid, checked, inbox=False)
             except CollectiveError as exc:
                 raise KomradeError(f"invalid amendment: {exc}") from None
         else:
             member = _str(body, "remove", limit=200)
             await self._synced()
-            state = await coll.propose_remove(self.account, self._node(), cid, member)
+            state = await coll.propose_remove(self.account, self._node(), cid, member, inbox=False)
         newest = max(state.proposals, key=lambda h: state.order.index(h))
         return {"proposal_id": newest.hex(), "collective": state_dict(self.account, state)}
 
@@ -576,12 +576,12 @@ class OrganizeService:
             if not any(h.hex().startswith(proposal_id.lower()) for h in state.proposals):
                 raise SocialNotFound(f"no proposal {proposal_id} in this collective (as last synced here)")
         await self._synced()
-        return state_dict(self.account, await coll.vote(self.account, self._node(), cid, proposal_id, choice))
+        return state_dict(self.account, await coll.vote(self.account, self._node(), cid, proposal_id, choice, inbox=False))
 
     async def collective_posts(self, cid: str, days: int = 3) -> dict[str, Any]:
         self._known(cid)
         await self._synced()
-        got = await coll.read_posts(self.account, self._node(), cid, days=days)
+        got = await coll.read_posts(self.account, self._node(), cid, days=days, inbox=False)
         return {"posts": [p.__dict__ for p in got]}
 
     async def collective_post(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -589,4 +589,4 @@ class OrganizeService:
         _fields(body, {"text"}, {"text"})
         text = _str(body, "text", limit=1000)
         await self._synced()
-        return {"id": await coll.post(self.account, self._node(), cid, text)}
+        return {"id": await coll.post(self.account, self._node(), cid, text, inbox=False)}
