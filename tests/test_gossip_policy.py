@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from pathlib import Path
 
 from komrade_dht import envelope as env
@@ -74,7 +75,7 @@ def test_churn_closer_than_the_cached_holders_resets_the_plan() -> None:
     assert planner.holders(slot, 10) is None and planner.due([slot], 10, digests.__getitem__) == [slot]
 
 
-def test_publish_returns_at_a_quorum_and_every_holder_still_gets_its_copy(tmp_path: Path) -> None:
+def test_publish_returns_at_a_quorum_and_reads_reuse_the_holders_until_one_fails(tmp_path: Path) -> None:
     async def scenario() -> None:
         config = NodeConfig(ksize=8, pow=CHEAP_POW, id_bits=0, publish_quorum=3,
                             gossip=GossipConfig(hops=0, anti_entropy_interval=0))
@@ -90,6 +91,23 @@ def test_publish_returns_at_a_quorum_and_every_holder_still_gets_its_copy(tmp_pa
             on_disk = sum(r.store.has_blob(key) for r in relays)  # acknowledged means committed, so already there
             assert acks >= 3 and on_disk >= acks
             await wait_for(lambda: sum(r.store.has_blob(key) for r in relays) >= 8)
+            # Reads reuse the slot's holders (the planner's cache): a reader polling its slot pays no lookup per
+            # poll, until one of them fails to answer.
+            def lookups() -> int:
+                return sum(r.protocol.counters["rpc_find_node"] for r in relays)
+
+            assert await writer.fetch_slot(slot) == [data]
+            before = lookups()
+            assert await writer.fetch_slot(slot) == [data]
+            assert lookups() == before, "the second read of the slot did no lookup"
+            cached = {n.id for n in writer._planner.holders(slot, time.monotonic()) or []}
+            gone = next(r for r in relays if r.node.id in cached)
+            relays.remove(gone)
+            await gone.stop_async()
+            assert await writer.fetch_slot(slot) == [data], "a holder gone: the others still answer"
+            assert writer._planner.holders(slot, time.monotonic()) is None, "and the next read looks again"
+            before = lookups()
+            assert await writer.fetch_slot(slot) == [data] and lookups() > before
         finally:
             await shutdown([writer, *relays])
 

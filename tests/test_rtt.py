@@ -34,10 +34,24 @@ def test_samples_follow_rfc_6298_and_are_clamped() -> None:
     assert rtt.rto(PEER) == pytest.approx(0.2), "peers are measured separately"
 
 
+def test_a_peer_never_measured_gets_the_interval_of_all_samples_and_backs_off_alone() -> None:
+    rtt = RttEstimator(max_rto=1.0, min_rto=0.1)
+    for port in range(20):
+        rtt.sample(("127.0.0.1", port), 0.05)
+    fresh = ("127.0.0.1", 9999)
+    assert not rtt.measured(fresh) and rtt.rto(fresh) == pytest.approx(rtt.rto(("127.0.0.1", 0)), rel=0.5)
+    assert rtt.rto(fresh) < 1.0
+    rtt.timed_out(fresh)  # farther than the rest, or gone: its own interval doubles, nobody else's
+    assert rtt.rto(fresh) == pytest.approx(2 * rtt.rto(("127.0.0.1", 12345)))
+    assert not rtt.measured(fresh)
+    rtt.sample(fresh, 0.3)
+    assert rtt.measured(fresh) and rtt.srtt(fresh) == pytest.approx(0.3)
+
+
 def test_a_timeout_doubles_the_interval_until_the_next_clean_sample() -> None:
     rtt = RttEstimator(max_rto=1.0, min_rto=0.1)
-    rtt.timed_out(PEER)  # never measured: nothing to back off from, it already has max_rto
-    assert not rtt.measured(PEER)
+    rtt.timed_out(PEER)  # nothing measured at all: every peer already has max_rto
+    assert not rtt.measured(PEER) and rtt.rto(PEER) == pytest.approx(1.0)
     for _ in range(50):
         rtt.sample(PEER, 0.01)
     base = rtt.rto(PEER)

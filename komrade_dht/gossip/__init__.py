@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 #: Largest hop budget a peer may ask us to honour.
 MAX_HOPS = 8
+#: Slots whose holders the planner remembers at most (reads of many slots cache theirs too); the oldest go first.
+HOLDERS_CAPACITY = 4096
 
 
 @dataclass(frozen=True)
@@ -136,10 +138,16 @@ class AntiEntropyPlanner:
     def holders(self, slot: bytes, now: float) -> list[object] | None:
         """The slot's holders found recently, or None when a fresh lookup is due."""
         cached = self._holders.get(slot)
-        return cached[1] if cached is not None and cached[0] > now else None
+        if cached is not None and cached[0] <= now:
+            del self._holders[slot]
+            return None
+        return cached[1] if cached is not None else None
 
     def remember_holders(self, slot: bytes, holders: list[object], now: float) -> None:
+        self._holders.pop(slot, None)
         self._holders[slot] = (now + self.config.holders_ttl, holders)
+        if len(self._holders) > HOLDERS_CAPACITY:
+            del self._holders[next(iter(self._holders))]
 
     def forget_holders(self, slot: bytes) -> None:
         """One of the slot's holders failed: look them up again next time."""

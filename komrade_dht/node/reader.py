@@ -78,6 +78,8 @@ class ReadResult:
     dropped_holders: int = 0
     overdue_holders: int = 0
     """Holders whose digest was still unanswered, past their first retransmission, when the read went on."""
+    unanswered: set[bytes] = field(default_factory=set)
+    """Node ids of the holders whose digest did not come back (failed, or overdue)."""
 
 
 class _Holder:
@@ -171,8 +173,11 @@ class SlotRead:
         groups: dict[tuple[int, bytes], list[_Holder]] = defaultdict(list)
         for task, holder in calls.items():
             if not task.done() or task.cancelled():
+                self.result.unanswered.add(holder.node.id)
                 continue
             ok, value = task.result()
+            if not ok:
+                self.result.unanswered.add(holder.node.id)
             if ok and value[0] > 0:  # type: ignore[index]
                 groups[(value[0], value[1])].append(holder)  # type: ignore[index]
         out = list(groups.values())

@@ -287,6 +287,17 @@ class KomradeNode(Server):
             return []
         return await Lookup(self.protocol, node, nearest, self.ksize, self.alpha).find()
 
+    async def slot_holders(self, slot: bytes) -> list[Node]:
+        """The slot's k closest nodes: found by a lookup, then reused (by reads and anti-entropy) until one of them
+        fails, a closer node joins, or ``gossip.holders_ttl`` runs out (the planner's cache), so a reader polling its
+        slot does not pay a lookup per poll."""
+        holders = self._planner.holders(slot, time.monotonic())
+        if holders is None:
+            holders = await self.closest(slot)
+            if holders:
+                self._planner.remember_holders(slot, holders, time.monotonic())
+        return list(holders)  # type: ignore[arg-type]
+
     async def publish(self, slot: bytes, envelope: bytes) -> int:
         """Append ``envelope`` to ``slot`` on the slot's k closest nodes (and here, if we are one), and start its
         gossip flood. Returns how many holders acknowledged the append: each ack means "committed to my disk", not
@@ -516,7 +527,8 @@ class KomradeNode(Server):
         (ours, held locally, first). Ids seen and not wanted come back in ``skipped`` with their expiry. ``limits``
         replaces ``config.read`` for this read (a feed's: more pages, only the newest ids)."""
         assert self.protocol is not None
-        holders = await self.closest(slot)
+        holders = await self.slot_holders(slot)
+        closest = list(holders)
         known_ids = {n.id for n in holders}
         others = [n for b in self.protocol.router.buckets for n in b.get_nodes() if n.id not in known_ids]
         limits = limits or self.config.read
@@ -524,6 +536,8 @@ class KomradeNode(Server):
         local_ids = self.protocol.slot_ids(slot)
         read = SlotRead(self.protocol, slot, self.config.pow, limits, known, want)
         result = await read.run(holders, local_ids)
+        if any(n.id in result.unanswered for n in closest):
+            self._planner.forget_holders(slot)  # one of them left: look again next time
         local: list[bytes] = []
         for blob_id in local_ids:
             if blob_id in known or self.store is None:
@@ -578,11 +592,7 @@ class KomradeNode(Server):
         close = self.protocol.is_close_to(slot)
         pushed = pulled = 0
         matched = True
-        holders = self._planner.holders(slot, time.monotonic())
-        if holders is None:
-            holders = await self.closest(slot)
-            self._planner.remember_holders(slot, holders, time.monotonic())
-        for node in holders:
+        for node in await self.slot_holders(slot):
             ok, value = await self.protocol.call_slot_digest(node, slot)  # type: ignore[arg-type]
             if not ok:
                 self._planner.forget_holders(slot)
