@@ -3,8 +3,8 @@
 - **Flooding**: a node that first accepts an envelope by gossip stores it and forwards it to ``fanout`` random
   peers with one hop less; the publisher starts with ``hops``. The :class:`SeenCache` makes every node forward
   an envelope at most once, so a flood costs each node at most ``fanout`` datagrams per envelope, once.
-- **Anti-entropy**: a node holding a slot periodically compares a digest of the slot's ids with the slot's k
-  closest nodes and, where they differ, pushes what they lack and pulls what it lacks; so a node back from a
+- **Anti-entropy**: a node holding a slot periodically compares a digest of the slot's ids with a few random
+  nodes among the slot's k closest in its routing table (no lookup) and, where they differ, pushes what they lack and pulls what it lacks; so a node back from a
   restart or a partition converges without anyone resending.
 """
 
@@ -42,7 +42,11 @@ class GossipConfig:
     max_backoff: int = 5
     """A slot every holder agrees on is compared again after interval x 2^n rounds, n at most this (32 x 30 s)."""
     holders_ttl: float = 600.0
-    """Seconds a slot's holders found by a lookup are reused by anti-entropy (unless one of them fails)."""
+    """Seconds a slot's holders found by a lookup are reused by reads and anti-entropy (unless one of them fails)."""
+    anti_entropy_peers: int = 3
+    """Holders a round compares a slot with, drawn at random among its k closest in the routing table (push-pull
+    with a few random partners spreads a difference to every holder in O(log k) rounds, as epidemics do; comparing
+    with all k made every new slot cost each of its holders a lookup and k digests)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,10 @@ class AntiEntropyPlanner:
     def forget_holders(self, slot: bytes) -> None:
         """One of the slot's holders failed: look them up again next time."""
         self._holders.pop(slot, None)
+
+    def partners(self, holders: Sequence[T]) -> list[T]:
+        """The holders a round compares a slot with: ``anti_entropy_peers`` of them, at random."""
+        return pick(holders, self.config.anti_entropy_peers, self._rng)
 
     def newcomer(self, node_id: bytes, now: float) -> int:
         """Churn: ``node_id`` joined the routing table, or came back after failing (a restart, a healed partition).

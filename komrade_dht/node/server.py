@@ -576,23 +576,25 @@ class KomradeNode(Server):
         await self.protocol.probe_failed()  # one peer that failed before: is it back? (churn resets the plan)
         now = time.monotonic()
         for slot in self._planner.due(store.slot_ids(), now, lambda s: store.slot_digest(s)[1]):
-            _, _, matched = await self._reconcile(slot)
+            # a few random partners among the slot's closest in our own table: no lookup, a few digests
+            near = self.protocol.router.find_neighbors(Node(slot))
+            _, _, matched = await self._reconcile(slot, self._planner.partners(near))
             self._planner.record(slot, store.slot_digest(slot)[1], matched, time.monotonic())
 
     async def reconcile(self, slot: bytes) -> tuple[int, int]:
         """Anti-entropy for one slot: compare digests with its k closest nodes; where they differ, push what they
         lack and, if we are a holder ourselves, pull what we lack. Returns (pushed, pulled)."""
-        pushed, pulled, _ = await self._reconcile(slot)
+        pushed, pulled, _ = await self._reconcile(slot, await self.slot_holders(slot))
         return pushed, pulled
 
-    async def _reconcile(self, slot: bytes) -> tuple[int, int, bool]:
+    async def _reconcile(self, slot: bytes, holders: list[Node]) -> tuple[int, int, bool]:
         assert self.protocol is not None and self.store is not None
         ours = set(self.protocol.slot_ids(slot))
         digest = self.store.slot_digest(slot)[1]
         close = self.protocol.is_close_to(slot)
         pushed = pulled = 0
         matched = True
-        for node in await self.slot_holders(slot):
+        for node in holders:
             ok, value = await self.protocol.call_slot_digest(node, slot)  # type: ignore[arg-type]
             if not ok:
                 self._planner.forget_holders(slot)
