@@ -8,8 +8,10 @@ The simulation follows the node's logic, not an idealised Kademlia:
 - lookups as ``node/crawling.py`` runs them: alpha = 3 requests in flight, each answered with the asked node's k
   closest to the target, until the k closest heard of have all answered;
 - a DM as ``send_dm``/``sync_inbox`` cost it: the writer's stem (3.3 hops on average), the fluffing relay's lookup and
-  k appends (the ack of each is a datagram), the gossip flood (fanout 3, 3 hops, one reply each), and the reader's
-  lookup, its k + 4 digests, two holders paged (one page), one head and one envelope fetched. Requests and replies
+  k appends (the ack of each is a datagram), the gossip flood (fanout 3, 3 hops, one reply each), the first
+  anti-entropy round of each holder of the new slot (the k closest and the flood's copies, each comparing digests
+  with ``anti_entropy_peers`` partners from its own table, no lookup), and the reader's lookup, its k +
+  ``extra_holders`` digests, two holders paged (one page), one head and one envelope fetched. Requests and replies
   each count as a datagram.
 
     python -m benchmarks.scale [--sizes 1000 10000 100000 1000000] [--lookups 40] [--measured 100 300] [--json]
@@ -36,12 +38,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from komrade_dht.gossip import GossipConfig, StemConfig
+from komrade_dht.node.reader import ReadLimits
+
 from ._common import Out, code_fingerprint, machine
 from .svgplot import line_plot
 
 K, ALPHA, BITS = 20, 3, 160
-STEM_HOPS = 1 / 0.3  # fluff probability 0.3 per hop
-GOSSIP = 3 + 3 * 3 + 3 * 3 * 3  # fanout 3, 3 hops: forwards (each answered)
+STEM_HOPS = 1 / StemConfig().fluff_probability
+GOSSIP = sum(GossipConfig().fanout ** h for h in range(1, GossipConfig().hops + 1))  # forwards (each answered)
+AE_PEERS = GossipConfig().anti_entropy_peers
+EXTRA_HOLDERS = ReadLimits().extra_holders
 
 
 class Network:
@@ -109,8 +116,8 @@ def simulate(n: int, lookups: int, seed: int) -> dict[str, Any]:
         found_true.append(len(set(best) & set(net.true_closest(target))) / K)
     lookup = statistics.mean(requests)
     # datagrams per DM: requests and their replies, both counted
-    publish = 2 * (STEM_HOPS + lookup + K + GOSSIP)
-    read = 2 * (lookup + (K + 4) + 2 + 1 + 1)
+    publish = 2 * (STEM_HOPS + lookup + K + GOSSIP + AE_PEERS * (K + GOSSIP))
+    read = 2 * (lookup + (K + EXTRA_HOLDERS) + 2 + 1 + 1)
     return {
         "nodes": n,
         "lookup_requests": round(lookup, 1),
