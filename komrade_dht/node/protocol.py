@@ -56,6 +56,11 @@ RETRANSMITS = 2
 #: Shortest interval between two transmissions to a peer that answers fast (Linux TCP's minimum RTO): below it, a
 #: stall of the event loop on a loaded machine would pass for loss and cost duplicate datagrams.
 MIN_RTO = 0.2
+#: Requests whose reply waits for the peer's disk (a commit, an fsync): their round trip is not the network's, so
+#: they keep the fixed schedule (wait_timeout in RETRANSMITS + 1 steps) and give no round-trip sample. Timed from
+#: pings and reads, a burst of stores timed out while the holders were still committing, and retransmissions piled
+#: onto the backlog.
+WRITES = frozenset({"store", "append", "put_record", "burn", "gossip", "stem"})
 #: At most this many slot entries handed to one newcomer.
 HANDOFF_LIMIT = 256
 #: Slots examined between two yields to the event loop during a hand-off scan (keeps pings answered fast).
@@ -401,13 +406,18 @@ class KomradeProtocol(KademliaProtocol):
         # peer's measured retransmission interval, so one lost datagram costs about a round trip's worth of waiting
         # instead of the whole call; a peer never measured gets wait_timeout / 3 steps.
         peer = (addr[0], addr[1])
-        resend_at, timeout = self.rtt.schedule(peer, RETRANSMITS)
+        if method in WRITES:
+            step = self._wait_timeout / (RETRANSMITS + 1)
+            resend_at, timeout = [step * (i + 1) for i in range(RETRANSMITS)], self._wait_timeout
+        else:
+            resend_at, timeout = self.rtt.schedule(peer, RETRANSMITS)
         if not retransmit:
             resend_at = []
         timers = [loop.call_later(delay, self._retransmit, msg_id, data, addr) for delay in resend_at]
         timers.append(loop.call_later(timeout, self._timeout, msg_id))
         self._outstanding[msg_id] = (future, timers, peer)
-        self._sent_once[msg_id] = time.monotonic()
+        if method not in WRITES:
+            self._sent_once[msg_id] = time.monotonic()
         self._send(data, addr)
         ok, value = await future
         if ok:
