@@ -8,7 +8,8 @@ Anyone can compute a slot id and place a node next to it, so a holder's answers 
    retransmission, by its own measured round trips: most likely gone). What holders answer never ends the wait
    early, so a liar answering first cannot keep the reader from hearing the others;
 2. groups holders by digest (holders with equal digests hold equal sets) and pages the ids of two holders per
-   group, each within ``pages_per_holder`` pages, and never more than ``ids_per_read`` distinct ids in all;
+   group, each within ``pages_per_holder`` pages, and never more than ``ids_per_read`` distinct ids in all; a
+   holder whose whole listing does not match the digest it claimed is struck and the group's next holder paged;
 3. fetches the *heads* of unknown ids in batches (``get_heads``: fixed fields and recipient headers, ~111 bytes
    each), from holders that listed them, and keeps the envelopes the caller wants (``want(head)``: a trial
    decryption of the header for a DM; everything for a public feed);
@@ -33,6 +34,7 @@ from kademlia.node import Node
 
 from .. import envelope as env
 from ..errors import EnvelopeError
+from ..gossip import slot_digest
 
 if TYPE_CHECKING:
     from .protocol import KomradeProtocol
@@ -133,7 +135,7 @@ class SlotRead:
             self._holders.setdefault(node.id, _Holder(node, self.limits.per_holder_rate, self.limits.per_holder_burst))
         self.result.holders = len(self._holders)
         groups = await self._digests()
-        await asyncio.gather(*(self._page(h) for group in groups for h in group[:2]))
+        await asyncio.gather(*(self._page_group(key, group) for key, group in groups))
         self._cap_unique()
         local = set(local_ids)
         wanted = [i for i in self._where if i not in self.known and i not in local]
@@ -160,7 +162,7 @@ class SlotRead:
     def _strike(self, holder: _Holder) -> None:
         holder.strikes += 1
 
-    async def _digests(self) -> list[list[_Holder]]:
+    async def _digests(self) -> list[tuple[tuple[int, bytes], list[_Holder]]]:
         holders = list(self._holders.values())
         for holder in holders:
             holder.sent_at = None
@@ -180,10 +182,9 @@ class SlotRead:
                 self.result.unanswered.add(holder.node.id)
             if ok and value[0] > 0:  # type: ignore[index]
                 groups[(value[0], value[1])].append(holder)  # type: ignore[index]
-        out = list(groups.values())
-        for group in out:
+        for group in groups.values():
             random.shuffle(group)  # which two of a group are paged is not up to the holders
-        return out
+        return list(groups.items())
 
     async def _settle(self, calls: dict[asyncio.Future[tuple[bool, object]], _Holder]) -> None:
         """Wait until every call ended, or until one succeeded and every call still running is overdue."""
@@ -202,25 +203,42 @@ class SlotRead:
             done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             answered = answered or any(t.result()[0] for t in done)
 
-    async def _page(self, holder: _Holder) -> None:
+    async def _page_group(self, key: tuple[int, bytes], group: list[_Holder]) -> None:
+        """Page two holders of a digest group. A holder whose whole listing does not match the (count, digest) it
+        claimed (a liar repeating honest holders' digest and listing nothing) is struck, and the next holder of the
+        group is paged in its place: copying a digest cannot make a reader miss what the honest holders list."""
+        count, digest = key
+        queue, matched = list(group), 0
+        while queue and matched < 2:
+            batch, queue = queue[: 2 - matched], queue[2 - matched :]
+            for holder, ended in zip(batch, await asyncio.gather(*(self._page(h) for h in batch))):
+                if ended is None or (ended and len(holder.ids) == count and slot_digest(holder.ids) == digest):
+                    matched += 1  # truncated by our own bounds (None), or a listing that matches its claim
+                else:
+                    self._strike(holder)
+
+    async def _page(self, holder: _Holder) -> bool | None:
+        """Page ``holder``'s listing: True when it ended, False when the holder failed, None when our bounds
+        (pages per holder, ids per read) stopped it first."""
         cursor = 0
         for _ in range(self.limits.pages_per_holder):
             if len(self._where) >= self.limits.ids_per_read:
-                return
+                return None
             ok, value = await self._call(holder, "slot_page", self.slot, cursor, 256)
             if not ok:
                 if value != "ignored":
                     self._strike(holder)
-                return
+                return False
             ids, next_cursor = value  # type: ignore[misc]
             for key in ids:
                 if len(self._where) >= self.limits.ids_per_read and key not in self._where:
-                    break
+                    return None
                 self._where.setdefault(key, []).append(holder)
                 holder.ids.append(key)
             if not ids or next_cursor <= cursor:
-                return
+                return True
             cursor = next_cursor
+        return None
 
     def _newest(self, wanted: list[bytes]) -> list[bytes]:
         """The ``limits.newest`` of ``wanted`` nearest the end of some holder's list (its newest arrivals), ids more
