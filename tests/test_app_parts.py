@@ -69,3 +69,12 @@ def test_when_is_short() -> None:
     now = time.time()
     assert len(when(int(now), now)) == 5 and ":" in when(int(now), now)
     assert len(when(int(now - 10 * 86400), now)) > 5
+
+
+def test_a_vote_says_how_many_it_hides_among() -> None:
+    from app.screens.social import hidden_among
+
+    assert "names you" in hidden_among("up", 1)
+    assert "hidden among 3" in hidden_among("down", 3) and "small network" in hidden_among("down", 3)
+    assert hidden_among("up", 12) == "Voted up, anonymously: hidden among 12 registered people"
+    assert hidden_among("up", None) == "Voted up, anonymously"

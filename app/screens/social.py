@@ -154,9 +154,19 @@ class FeedsScreen(BaseScreen):
             finally:
                 bar.busy(False)
             bar.show(done["votes"]["up"], done["votes"]["down"], done["choice"])
-            self.app.notify("Vote withdrawn" if choice == "none" else f"Voted {choice}, anonymously")
+            self.app.notify("Vote withdrawn" if choice == "none" else hidden_among(choice, done.get("ring_size")))
 
         self.app.backend.spawn(run(), "Voting")
+
+
+def hidden_among(choice: str, ring: Any) -> str:
+    """What a vote's anonymity was: the ring it was signed over (a young network's registry is small)."""
+    if not isinstance(ring, int) or isinstance(ring, bool):
+        return f"Voted {choice}, anonymously"
+    if ring <= 1:
+        return f"Voted {choice}: you are the only registered voter yet, so this vote names you"
+    return f"Voted {choice}, anonymously: hidden among {ring} registered people" + (
+        " (few: a small network)" if ring < 8 else "")
 
 
 class ComposeScreen(BaseScreen):
