@@ -302,13 +302,21 @@ class TcpService:
             return self._error("internal", "internal error (logged on the relay)")
 
     async def _dht(self, coro: Any) -> Any:
-        """Run one DHT operation under the shared cap and the operation timeout."""
+        """Run one DHT operation under the shared cap and the operation timeout; the node's refusals become the
+        protocol's error codes (no holder answered: ``unavailable``; disk quota: ``refused``; a bad record)."""
 
         async def run() -> Any:
             async with self._ops:
                 return await coro
 
-        return await asyncio.wait_for(run(), self.limits.op_timeout)
+        try:
+            return await asyncio.wait_for(run(), self.limits.op_timeout)
+        except NetworkError as exc:
+            raise _Refusal("unavailable", str(exc)) from None
+        except StorageError as exc:
+            raise _Refusal("refused", str(exc)) from None
+        except RecordError as exc:
+            raise _Refusal("bad_record", str(exc)) from None
 
     async def _hello(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
         pow_params = dataclasses.asdict(self.node.config.pow)
@@ -327,13 +335,7 @@ class TcpService:
             raise _Refusal("bad_envelope", str(exc)) from None
         if slot == env.NO_SLOT or not env.check_pow(data, self.node.config.pow, slot):
             raise _Refusal("bad_pow", "the envelope lacks the proof of work this network asks for this slot")
-        try:
-            acks = await self._dht(self.node.publish(slot, data))
-        except NetworkError as exc:
-            raise _Refusal("unavailable", str(exc)) from None
-        except StorageError as exc:
-            raise _Refusal("refused", str(exc)) from None
-        return {"acks": int(acks)}
+        return {"acks": int(await self._dht(self.node.publish(slot, data)))}
 
     async def _read(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
         slot = _bytes(req, "slot", ID_LEN)
@@ -409,21 +411,11 @@ class TcpService:
             isinstance(s, bytes) and len(s) == ID_LEN for s in slots
         ):
             raise _Refusal("bad_request", f"'slots' must be a list of at most {MAX_BURN_SLOTS} 20-byte slot ids")
-        try:
-            deleted = await self._dht(self.node.burn(key, secret, slots))
-        except NetworkError as exc:
-            raise _Refusal("unavailable", str(exc)) from None
-        return {"deleted": int(deleted)}
+        return {"deleted": int(await self._dht(self.node.burn(key, secret, slots)))}
 
     async def _put_record(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
         data = _bytes(req, "record", max_len=records.MAX_RECORD_BYTES)
-        try:
-            acks = await self._dht(self.node.put_record(data))
-        except RecordError as exc:
-            raise _Refusal("bad_record", str(exc)) from None
-        except NetworkError as exc:
-            raise _Refusal("unavailable", str(exc)) from None
-        return {"acks": int(acks)}
+        return {"acks": int(await self._dht(self.node.put_record(data)))}
 
     async def _get_record(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
         key = _bytes(req, "key", records.KEY_BYTES)
