@@ -250,20 +250,12 @@ class CollectiveScreen(BaseScreen):
             self.refresh()
 
     def refresh(self, *_: Any) -> None:
-        organize = api_for(self, OrganizeApi)
-        cid = self.context.get("collective_id")
-        if organize is None or not cid:
-            return
+        async def load(organize: OrganizeApi, cid: str) -> dict[str, Any]:
+            state = await organize.collective(cid)
+            self.show_posts(await organize.collective_posts(cid))
+            return state
 
-        async def run() -> None:
-            self.working(True)
-            try:
-                self.show(await inline(self.error, organize.collective(cid)))
-                self.show_posts(await organize.collective_posts(cid))
-            finally:
-                self.working(False)
-
-        self.app.backend.spawn(run(), "Loading the collective")
+        self._act("Loading the collective", load)
 
     def show(self, state: dict[str, Any]) -> None:
         if state == self.state:
@@ -338,8 +330,8 @@ class CollectiveScreen(BaseScreen):
             self.posts_box.add_widget(column(label(f"{when(p['posted_at'])}  {p['author']}", role="small"),
                                              label(p["text"], role="medium"), spacing=0))
 
-    def _act(self, what: str, call: Any, done: str) -> None:
-        """Run one action on this collective, then show its new state."""
+    def _act(self, what: str, call: Any, done: str = "") -> None:
+        """Run one action (or the load) on this collective, then show its new state and say ``done``, if anything."""
         organize = api_for(self, OrganizeApi)
         cid = self.context.get("collective_id")
         if organize is None or not cid:
@@ -352,7 +344,8 @@ class CollectiveScreen(BaseScreen):
                 self.show(result.get("collective", result))  # a proposal's answer holds the state beside its id
             finally:
                 self.working(False)
-            self.app.notify(done)
+            if done:
+                self.app.notify(done)
 
         self.app.backend.spawn(run(), what)
 
