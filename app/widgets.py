@@ -225,7 +225,8 @@ class BaseScreen(MDScreen):
                                                       opacity=0)
         outer.add_widget(self.progress_bar)
         scroll = MDScrollView(do_scroll_x=False)
-        self.body = column(spacing=12, padding=4)
+        self.body = column(spacing=12)
+        self.body.padding = [dp(4), dp(10), dp(4), dp(4)]  # room above the first field for its floating label
         scroll.add_widget(self.body)
         outer.add_widget(scroll)
         self.footer = MDBoxLayout(orientation="vertical", adaptive_height=True, spacing=dp(8))
