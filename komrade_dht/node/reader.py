@@ -212,8 +212,10 @@ class SlotRead:
         while queue and matched < 2:
             batch, queue = queue[: 2 - matched], queue[2 - matched :]
             for holder, ended in zip(batch, await asyncio.gather(*(self._page(h) for h in batch))):
-                if ended is None or (ended and len(holder.ids) == count and slot_digest(holder.ids) == digest):
-                    matched += 1  # truncated by our own bounds (None), or a listing that matches its claim
+                # truncated by our own bounds (None), or a listing that holds what it claimed: its digest, or more
+                # entries (some arrived since the digest); a listing shorter than its claim is the liar's omission
+                if ended is None or (ended and (len(holder.ids) > count or slot_digest(holder.ids) == digest)):
+                    matched += 1
                 else:
                     self._strike(holder)
 
