@@ -134,6 +134,8 @@ async def remove_pin(account: Account, node: KomradeNode, pin_id: str) -> int:
         burned += await node.burn(envelope_id, record["burn"], [slot])
     account.data.delete("my_pin", key)
     account.data.delete("pin", key)
+    # a copy the burn did not reach (a holder offline) is not shown here again before it expires
+    account.data.put("removed_pin", key, {"id": key.hex(), "expires_at": record["expires_at"]})
     return burned
 
 
@@ -197,6 +199,8 @@ async def read_pins(
     await asyncio.gather(*(read(s) for s in slots))
     out = []
     for pin_id, pin in found.items():
+        if account.data.get("removed_pin", pin_id) is not None:
+            continue  # removed by us; a straggler copy outlived the burn
         if electorate is not None:
             t = await voting.tally_scope(node, pin_id, electorate, now=now)
             pin = Pin(**{**asdict(pin), "confirmed": t.up, "dismissed": t.down})
@@ -207,7 +211,7 @@ async def read_pins(
 
 
 def _forget_expired(account: Account, now: float) -> None:
-    for kind in ("pin", "my_pin"):
+    for kind in ("pin", "my_pin", "removed_pin"):
         for record in account.data.all(kind):
             if record["expires_at"] <= now:
                 account.data.delete(kind, bytes.fromhex(record["id"]))
