@@ -64,10 +64,11 @@ class Lookup(NodeSpiderCrawl):
                     stalled.update(t for t in in_flight if overdue[t] <= loop.time() + 0.001)
                     if len(stalled) < len(in_flight):
                         continue
-                    if not want_value and not self.nearest.get_uncontacted():
+                    if not want_value and not self.nearest.get_uncontacted() and (live := result()):
                         # Everyone left to hear from is overdue: answer with the live nodes we have, rather than
                         # wait a full timeout for peers that most likely left. Their late replies are not needed.
-                        return result()
+                        # With none yet (a join through one peer whose reply was lost), wait for the retransmissions.
+                        return live
                     continue
                 for task in done:
                     stalled.discard(task)

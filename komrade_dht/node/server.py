@@ -264,7 +264,9 @@ class KomradeNode(Server):
             log.info("no bootstrap peer answered (%d tried): this node is the first node of its own network",
                      len(resolved))
             return []
-        return await Lookup(self.protocol, self.node, nodes, self.ksize, self.alpha).find()
+        found = await Lookup(self.protocol, self.node, nodes, self.ksize, self.alpha).find()
+        # the peers that answered our ping are live even if every reply to the lookup was lost: we joined through them
+        return found or nodes
 
     async def bootstrap_node(self, addr: tuple[str, int]) -> Node | None:
         assert self.protocol is not None
