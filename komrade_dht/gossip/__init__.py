@@ -41,12 +41,15 @@ class GossipConfig:
     """Slots compared per round (changed ones first, then due ones, at random)."""
     max_backoff: int = 5
     """A slot every holder agrees on is compared again after interval x 2^n rounds, n at most this (32 x 30 s)."""
+    far_start: int = 2
+    """A gossip copy outside a slot's k closest compares it first after interval x 2^far_start (2 min)."""
     holders_ttl: float = 600.0
     """Seconds a slot's holders found by a lookup are reused by reads and anti-entropy (unless one of them fails)."""
-    anti_entropy_peers: int = 3
-    """Holders a round compares a slot with, drawn at random among its k closest in the routing table (push-pull
-    with a few random partners spreads a difference to every holder in O(log k) rounds, as epidemics do; comparing
-    with all k made every new slot cost each of its holders a lookup and k digests)."""
+    anti_entropy_peers: int = 1
+    """Holders a round compares a slot with, drawn at random among its k closest in the routing table. Push-pull
+    with one random partner per round spreads a difference to every holder in O(log k) rounds (Demers et al.,
+    "Epidemic algorithms for replicated database maintenance", 1987); comparing with all k made every new slot cost
+    each of its holders a lookup and k digests, and 3 partners cost 1.5x plain's datagrams at N = 1000 alone."""
 
 
 @dataclass(frozen=True)
@@ -113,21 +116,44 @@ class AntiEntropyPlanner:
         #: slot -> (next due time, backoff level, our digest at the last comparison)
         self._state: dict[bytes, tuple[float, int, bytes]] = {}
         self._holders: dict[bytes, tuple[float, list[object]]] = {}
+        #: held slots we are not among the k closest of (gossip copies), as ``due`` last found them
+        self._far: set[bytes] = set()
 
-    def due(self, held: Sequence[bytes], now: float, digest_of: Callable[[bytes], bytes]) -> list[bytes]:
-        """Up to ``anti_entropy_slots`` held slots to compare this round: changed ones first, then due ones."""
+    def due(
+        self,
+        held: Sequence[bytes],
+        now: float,
+        digest_of: Callable[[bytes], bytes],
+        close: Callable[[bytes], bool] = lambda slot: True,
+    ) -> list[bytes]:
+        """Up to ``anti_entropy_slots`` held slots to compare this round: changed ones first, then due ones.
+
+        A slot we hold as a gossip copy (``close`` says we are not among its k closest) is first compared only
+        after ``far_start`` doublings of the interval, and never early because its digest changed: a copy repairs
+        holders that lost entries (a wipe, a restart empty), which the publisher's own appends just made unlikely,
+        and a copy's digest changes with every other copy that lands. At N = 1000 the copies' early comparisons were
+        a fifth of what anti-entropy cost."""
         held_set = set(held)
         for slot in [s for s in self._state if s not in held_set]:
             del self._state[slot]
+            self._far.discard(slot)
             self._holders.pop(slot, None)
         changed, due = [], []
         for slot in held:
             state = self._state.get(slot)
             if state is None:
-                due.append(slot)
-            elif digest_of(slot) != state[2]:
+                if close(slot):
+                    due.append(slot)
+                else:
+                    self._far.add(slot)
+                    level = min(self.config.far_start, self.config.max_backoff)
+                    pause = self.config.anti_entropy_interval * (2**level) * self._rng.uniform(0.9, 1.1)
+                    self._state[slot] = (now + pause, level, digest_of(slot))
+            elif digest_of(slot) != state[2] and slot not in self._far:
                 changed.append(slot)
             elif state[0] <= now:
+                if slot in self._far and close(slot):
+                    self._far.discard(slot)  # holders left: we are one of the k closest now
                 due.append(slot)
         self._rng.shuffle(changed)
         self._rng.shuffle(due)
@@ -174,9 +200,8 @@ class AntiEntropyPlanner:
             if node_id in ids or (joined ^ target) >= farthest:
                 continue
             del self._holders[slot]
-            state = self._state.get(slot)
-            if state is not None:
-                self._state[slot] = (now, 0, state[2])
+            if self._state.pop(slot, None) is not None:  # the holders changed: due() plans it afresh
+                self._far.discard(slot)
             touched += 1
         return touched
 

@@ -4,9 +4,10 @@ kademlia's crawlers query ``alpha`` peers, wait for all of them, then start the 
 stalls every round for a full timeout, and a network where a third of the nodes just left turns a lookup into
 ten seconds. Here a reply (or a timeout) frees its slot at once, so a dead peer costs one slot for one timeout
 (the Kademlia paper's own suggestion, section 2.3, "strict parallelism" relaxed). And like libtorrent's
-"short timeout", a request unanswered just past its first retransmission stops counting against ``alpha`` (its late reply is
-still used), so a burst of departed nodes does not serialize the lookup; and a node lookup whose only
-outstanding requests are overdue answers with the live nodes it has heard from.
+"short timeout", a request whose reply is later than the peer's measured round trips say it should be stops
+counting against ``alpha`` (its late reply is still used), so lost datagrams and departed nodes do not serialize
+the lookup; and a node lookup whose only outstanding requests are overdue (past their first retransmission)
+answers with the live nodes it has heard from.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Lookup(NodeSpiderCrawl):
 
     async def _run(self, rpc: Any, *, want_value: bool) -> list[Node] | bytes | None:
         in_flight: dict[asyncio.Future[Any], Node] = {}
-        overdue: dict[asyncio.Future[Any], float] = {}
+        stall_at: dict[asyncio.Future[Any], float] = {}
+        overdue_at: dict[asyncio.Future[Any], float] = {}
         loop = asyncio.get_running_loop()
         stalled: set[asyncio.Future[Any]] = set()
         # kademlia's NodeHeap.remove is undone when a later reply lists the same peer again, and its result may
@@ -51,20 +53,25 @@ class Lookup(NodeSpiderCrawl):
                     self.nearest.mark_contacted(peer)
                     task = asyncio.ensure_future(rpc(peer, self.node))
                     in_flight[task] = peer
-                    # overdue just past the peer's first retransmission (protocol.soft_timeout, from its measured
-                    # round trips), so one lost datagram does not drop a live node from the result (at 0.5 s fixed,
-                    # the lab saw 17 of the true 20 closest under 20% loss)
-                    overdue[task] = loop.time() + self.protocol.soft_timeout((peer.ip, peer.port))
+                    now = loop.time()
+                    # stalled (no longer counted against alpha) once its reply is later than the peer's round trips
+                    # say it should be; overdue (left out of the result) just past its first retransmission, so one
+                    # lost datagram does not drop a live node from the result (at 0.5 s fixed, the lab saw 17 of
+                    # the true 20 closest under 20% loss)
+                    stall_at[task] = now + self.protocol.stall_timeout((peer.ip, peer.port))
+                    overdue_at[task] = now + self.protocol.soft_timeout((peer.ip, peer.port))
                 if not in_flight:
                     return None if want_value else result()
-                waiting = [overdue[t] for t in in_flight if t not in stalled]
-                soft = max(0.0, min(waiting) - loop.time()) if waiting else None
-                done, _ = await asyncio.wait(in_flight, timeout=soft, return_when=asyncio.FIRST_COMPLETED)
+                finishing = not want_value and not self.nearest.get_uncontacted()
+                deadlines = [stall_at[t] for t in in_flight if t not in stalled]
+                if finishing:
+                    deadlines += [overdue_at[t] for t in in_flight]
+                timeout = max(0.0, min(deadlines) - loop.time()) if deadlines else None
+                done, _ = await asyncio.wait(in_flight, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
-                    stalled.update(t for t in in_flight if overdue[t] <= loop.time() + 0.001)
-                    if len(stalled) < len(in_flight):
-                        continue
-                    if not want_value and not self.nearest.get_uncontacted() and (live := result()):
+                    now = loop.time() + 0.001
+                    stalled.update(t for t in in_flight if stall_at[t] <= now)
+                    if finishing and all(overdue_at[t] <= now for t in in_flight) and (live := result()):
                         # Everyone left to hear from is overdue: answer with the live nodes we have, rather than
                         # wait a full timeout for peers that most likely left. Their late replies are not needed.
                         # With none yet (a join through one peer whose reply was lost), wait for the retransmissions.
@@ -72,7 +79,8 @@ class Lookup(NodeSpiderCrawl):
                     continue
                 for task in done:
                     stalled.discard(task)
-                    overdue.pop(task, None)
+                    stall_at.pop(task, None)
+                    overdue_at.pop(task, None)
                     peer = in_flight.pop(task)
                     ok, value = task.result()
                     if not ok:

@@ -56,6 +56,9 @@ RETRANSMITS = 2
 #: Shortest interval between two transmissions to a peer that answers fast (Linux TCP's minimum RTO): below it, a
 #: stall of the event loop on a loaded machine would pass for loss and cost duplicate datagrams.
 MIN_RTO = 0.2
+#: Shortest time a lookup waits for a reply before it asks one more peer meanwhile (a loaded event loop lags tens of
+#: milliseconds: below that, every request would look lost).
+STALL_FLOOR = 0.05
 #: Requests whose reply waits for the peer's disk (a commit, an fsync): their round trip is not the network's, so
 #: they keep the fixed schedule (wait_timeout in RETRANSMITS + 1 steps) and give no round-trip sample. Timed from
 #: pings and reads, a burst of stores timed out while the holders were still committing, and retransmissions piled
@@ -357,6 +360,12 @@ class KomradeProtocol(KademliaProtocol):
     def soft_timeout(self, addr: tuple[str, int]) -> float:
         """Seconds after which a request to ``addr`` is overdue for a lookup: just past its first retransmission."""
         return self.rtt.rto((addr[0], addr[1])) * 1.35
+
+    def stall_timeout(self, addr: tuple[str, int]) -> float:
+        """Seconds after which a lookup stops counting a request to ``addr`` against its parallelism: the peer's
+        measured round trip plus four deviations (at least STALL_FLOOR). Under 20% loss a third of round trips lose a
+        datagram; waiting past the 0.2 s retransmission floor for each made a 100-node lookup take 0.9 s at p50."""
+        return self.rtt.late((addr[0], addr[1]), STALL_FLOOR)
 
     def is_silent(self, addr: tuple[str, int]) -> bool:
         """Whether ``addr`` failed at least FAILURES_TO_EVICT times in a row, the last within the quiet period."""
@@ -675,12 +684,13 @@ class KomradeProtocol(KademliaProtocol):
         return len(peers)
 
     def rpc_slot_digest(self, sender: tuple[str, int], slot: bytes, *, budget: int) -> tuple[bool, Any]:
-        """How many entries we hold for ``slot`` and an order-free digest of their ids (anti-entropy's probe).
-        Kept by the store incrementally: the answer costs the same whatever the slot's size."""
+        """How many entries we hold for ``slot``, an order-free digest of their ids (anti-entropy's probe), and
+        whether we count ourselves among its k closest (a gossip copy does not push to a node that is not: it would
+        refuse the append). Kept by the store incrementally: the answer costs the same whatever the slot's size."""
         if self.store is None:
-            return True, [0, bytes(16)]
+            return True, [0, bytes(16), False]
         count, digest = self.store.slot_digest(slot)
-        return True, [count, digest]
+        return True, [count, digest, self.is_close_to(slot)]
 
     def rpc_get_heads(self, sender: tuple[str, int], ids: list[bytes], *, budget: int) -> tuple[bool, Any]:
         """The heads (fixed fields and recipient headers) of the envelopes ``ids``, in order, nil where we hold
@@ -1034,8 +1044,8 @@ class KomradeProtocol(KademliaProtocol):
     async def call_slot_digest(self, node_to_ask: Node, slot: bytes) -> tuple[bool, Any]:
         ok, value = await self.call((node_to_ask.ip, node_to_ask.port), "slot_digest", slot)
         if ok and not (
-            isinstance(value, list) and len(value) == 2 and wire.is_uint(value[0])
-            and isinstance(value[1], bytes) and len(value[1]) == 16
+            isinstance(value, list) and len(value) in (2, 3) and wire.is_uint(value[0])
+            and isinstance(value[1], bytes) and len(value[1]) == 16 and (len(value) == 2 or isinstance(value[2], bool))
         ):
             self.counters["bad_reply"] += 1
             ok, value = False, "bad_reply"

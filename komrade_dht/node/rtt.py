@@ -84,6 +84,17 @@ class RttEstimator:
             srtt, rttvar = self._all
         return min(max(srtt + max(self.granularity, 4 * rttvar), self.min_rto) * backoff, self.max_rto)
 
+    def late(self, peer: Hashable, floor: float) -> float:
+        """Seconds after which a reply from ``peer`` is most likely not coming from this transmission: its measured
+        round trip plus four deviations, without the retransmission floor (at least ``floor``; ``max_rto`` before
+        any sample). For freeing a lookup's slot, not for retransmitting: a late reply is still used."""
+        srtt, rttvar, _ = self._peers.get(peer, (None, None, 1.0))
+        if srtt is None or rttvar is None:
+            if self._all is None:
+                return self.max_rto
+            srtt, rttvar = self._all
+        return min(max(srtt + max(self.granularity, 4 * rttvar), floor), self.max_rto)
+
     def schedule(self, peer: Hashable, retransmits: int) -> tuple[list[float], float]:
         """When to retransmit (seconds after the first send) and when to give up, for a request to ``peer``."""
         rto = self.rto(peer)

@@ -538,8 +538,12 @@ class KomradeNode(Server):
         local_ids = self.protocol.slot_ids(slot)
         read = SlotRead(self.protocol, slot, self.config.pow, limits, known, want)
         result = await read.run(holders, local_ids)
-        if any(n.id in result.unanswered for n in closest):
-            self._planner.forget_holders(slot)  # one of them left: look again next time
+        if any(n.id in result.failed for n in closest) or 4 * sum(n.id in result.unanswered for n in closest) > len(
+            closest
+        ):
+            # one of them failed, or more than a quarter are overdue: nodes left, look again next time. (One merely
+            # overdue holder is what 20% loss costs most reads: a lookup per poll for it doubled the read's time.)
+            self._planner.forget_holders(slot)
         local: list[bytes] = []
         for blob_id in local_ids:
             if blob_id in known or self.store is None:
@@ -577,7 +581,8 @@ class KomradeNode(Server):
         assert self.protocol is not None
         await self.protocol.probe_failed()  # one peer that failed before: is it back? (churn resets the plan)
         now = time.monotonic()
-        for slot in self._planner.due(store.slot_ids(), now, lambda s: store.slot_digest(s)[1]):
+        protocol = self.protocol
+        for slot in self._planner.due(store.slot_ids(), now, lambda s: store.slot_digest(s)[1], protocol.is_close_to):
             # a few random partners among the slot's closest in our own table: no lookup, a few digests
             near = self.protocol.router.find_neighbors(Node(slot))
             _, _, matched = await self._reconcile(slot, self._planner.partners(near))
@@ -603,13 +608,14 @@ class KomradeNode(Server):
                 continue
             if value[1] == digest:
                 continue
-            if not close and value[0] >= len(ours):
+            holder = value[2] if len(value) > 2 else True  # a node that does not say so may be one
+            if not close and (not holder or value[0] >= len(ours)):
                 # A gossip copy holds part of the slot: its digest never matches a holder's. It only repairs
-                # holders that have fewer entries than it has (one that restarted empty, say).
+                # holders that have fewer entries than it has (one that restarted empty, say), never another copy.
                 continue
             matched = False
             theirs = set(await self.slot_ids_at(node, slot))
-            for key in ours - theirs:
+            for key in ours - theirs if holder else ():  # a node outside the k closest refuses appends
                 data = self.store.get_blob(key)
                 if data is not None and (await self.protocol.call_append(node, slot, data))[0]:
                     pushed += 1
