@@ -10,7 +10,8 @@ The simulation follows the node's logic, not an idealised Kademlia:
 - a DM as ``send_dm``/``sync_inbox`` cost it: the writer's stem (3.3 hops on average), the fluffing relay's lookup and
   k appends (the ack of each is a datagram), the gossip flood (fanout 3, 3 hops, one reply each), the first
   anti-entropy round of each holder of the new slot (the k closest and the flood's copies, each comparing digests
-  with ``anti_entropy_peers`` partners from its own table, no lookup), and the reader's lookup, its k +
+  with ``anti_entropy_peers`` partners from its own table, no lookup; a copy's first round comes 2^far_start
+  intervals later, after the lab's window, and is counted here all the same), and the reader's lookup, its k +
   ``extra_holders`` digests, two holders paged (one page), one head and one envelope fetched. Requests and replies
   each count as a datagram.
 
