@@ -25,6 +25,7 @@ from ..errors import EnvelopeError, NetworkError, RecordError
 from ..storage import Store
 from . import nodeid
 from .bootstrap import load_routing, save_routing
+from .loadmeter import LoopLag
 from .crawling import Lookup
 from .reader import ReadLimits, ReadResult, SlotRead
 from .ratelimit import RateLimits
@@ -121,6 +122,7 @@ class KomradeNode(Server):
         self.started = time.time()
         self.protocol: KomradeProtocol | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._lag: LoopLag | None = None
         self._planner = gossip.AntiEntropyPlanner(config.gossip)
 
     @property
@@ -161,6 +163,8 @@ class KomradeNode(Server):
         self.protocol.on_fluff = self._fluff
         self.protocol.on_churn = lambda node_id: self._planner.newcomer(node_id, time.monotonic()) and None
         self.protocol.on_embargo = self._ensure_held
+        self._lag = LoopLag.of(loop)
+        self._lag.acquire()
         sock = self.transport.get_extra_info("socket")
         try:  # a sync fans out hundreds of requests; the default ~200 KB buffer drops replies (the kernel caps this)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -215,8 +219,14 @@ class KomradeNode(Server):
             lookups.append(Lookup(self.protocol, node, nearest, self.ksize, self.alpha).find())
         await asyncio.gather(*lookups)
 
+    def _release_lag(self) -> None:
+        if self._lag is not None:
+            self._lag.release()
+            self._lag = None
+
     async def stop_async(self) -> None:
         """Stop: cancel every task this node owns, save the routing table, close the socket and the store."""
+        self._release_lag()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -229,6 +239,7 @@ class KomradeNode(Server):
             self.store.close()
 
     def stop(self) -> None:  # kademlia's synchronous stop, kept for compatibility
+        self._release_lag()
         for task in self._loops:
             task.cancel()
         if self.protocol is not None:
@@ -579,6 +590,9 @@ class KomradeNode(Server):
         assert self.store is not None
         store = self.store
         assert self.protocol is not None
+        if self._lag is not None and self._lag.busy:
+            self.protocol.counters["ae_skipped_busy"] += 1  # optional work waits while the loop lags (.loadmeter)
+            return
         await self.protocol.probe_failed()  # one peer that failed before: is it back? (churn resets the plan)
         now = time.monotonic()
         protocol = self.protocol
