@@ -54,8 +54,8 @@ def test_list_pair_and_remove_devices_through_the_api(tmp_path: Path) -> None:
             names = [d["name"] for d in (await _raw("GET", api, "/v1/devices"))[1]["devices"]]  # type: ignore[index]
             assert names == ["first device", "phone"]
 
-            # The phone runs a node of its own: it syncs, lists itself, and refuses what needs the root key with a
-            # clear 400 (pairing, posting as the identity), never a 5xx.
+            # The phone runs a node of its own: it syncs, lists itself, posts to the world as Alice, and refuses what
+            # needs the root key with a clear 400 (pairing, a friends post), never a 5xx.
             phone_svc = UserService(phone, ServiceConfig(bootstrap=(relays[9].address,), node=CONFIG,
                                                          sync_interval=3600))
             phone_api = None
@@ -70,8 +70,19 @@ def test_list_pair_and_remove_devices_through_the_api(tmp_path: Path) -> None:
                 assert [d["this"] for d in listed["devices"]] == [False, True]  # type: ignore[index]
                 status, body = await _raw("POST", phone_api, "/v1/pairing")
                 assert status == 400 and "root key" in body["message"], body  # type: ignore[index]
-                status, body = await _raw("POST", phone_api, "/v1/posts", json={"text": "as Alice?"})
-                assert status == 400 and "root key" in body["message"], body  # type: ignore[index]
+                status, body = await _raw("POST", phone_api, "/v1/posts", json={"text": "friends?", "to": "friends"})
+                assert status == 400 and "circle key" in body["message"], body  # type: ignore[index]
+                # a world post works from the phone, and Alice's own node shows it as hers
+                status, sent = await _raw("POST", phone_api, "/v1/posts", json={"text": "as Alice, from the phone"})
+                assert status == 201, sent
+
+                async def on_alices_node() -> dict | None:
+                    status, page = await _raw("POST", api, "/v1/feeds/world/refresh")
+                    assert status == 200, page
+                    return next((p for p in page["posts"] if p["id"] == sent["id"]), None)  # type: ignore[index]
+
+                post = await wait_for(on_alices_node, timeout=30, interval=0.3)
+                assert post["text"] == "as Alice, from the phone" and post["author_fingerprint"] == alice.fingerprint
                 status, identity = await _raw("GET", phone_api, "/v1/identity")
                 assert status == 200 and identity["address"] == alice.address.text  # type: ignore[index]
             finally:

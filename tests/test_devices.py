@@ -284,3 +284,64 @@ def test_a_change_for_every_other_device_fits_in_its_pieces() -> None:
         assert wrapped <= env.max_body(devices.VIA + devices.SYNC_TYPE, others)
     # with every device of the identity as a header, a DM still carries text
     assert env.max_body("dm", devices.MAX_DEVICES) > 300
+
+
+def test_a_paired_device_posts_as_its_identity_until_it_is_removed(tmp_path: Path) -> None:
+    """World posts from a paired device: signed with its own key, wrapped in its certificate, shown by readers as the
+    identity's; once the identity removes the device, readers look at the fresh list and drop what it posted."""
+    from komrade_dht.social import posts
+
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 12, CONFIG)
+        laptop = account(tmp_path, "Alice")
+        phone = paired_device(tmp_path, laptop, "phone")
+        sam = account(tmp_path, "Sam")
+        nodes = list(relays)
+        try:
+            laptop_node, phone_node, sam_node = [await client(relays[i].address, CONFIG) for i in (2, 5, 9)]
+            nodes += [laptop_node, phone_node, sam_node]
+            devices.install_certificate(phone, await devices.add_device(laptop, laptop_node, phone.device.verify_key,
+                                                                        "phone"))
+            long_text = "from the phone " + "x" * 900  # too long for one envelope with the wrapper: chunked
+            sent = await posts.publish_post(phone, phone_node, long_text, to="world", shard=3)
+            short = await posts.publish_post(phone, phone_node, "short one", to="world", shard=3)
+            with pytest.raises(RootKeyAbsent, match="circle key"):
+                await posts.publish_post(phone, phone_node, "friends?", to="friends")
+            seen: dict[str, posts.Post] = {}
+
+            async def both() -> bool:
+                seen.update({p.id: p for p in (await posts.read_feed(sam, sam_node, "world")).new})
+                return {sent.id, short.id} <= set(seen)
+
+            await wait_for(both, timeout=30, interval=0.3)
+            for post_id, text in ((sent.id, long_text), (short.id, "short one")):
+                post = seen[post_id]
+                assert (post.text, post.author_fingerprint, post.author_address, post.anonymous) == (
+                    text, laptop.fingerprint, laptop.address.text, False)
+
+            await devices.remove_device(laptop, laptop_node, phone.device.verify_key.hex())
+            late = await posts.publish_post(phone, phone_node, "after my removal", to="world", shard=3)
+            fresh = account(tmp_path, "Fresh")  # no cached list: it fetches Alice's, which no longer names the phone
+            try:
+                fresh_node = await client(relays[10].address, CONFIG)
+                nodes.append(fresh_node)
+                ids: set[str] = set()
+                dropped = 0
+
+                async def settled() -> bool:
+                    nonlocal dropped
+                    got = await posts.read_feed(fresh, fresh_node, "world")
+                    ids.update(p.id for p in got.new)
+                    dropped += got.dropped
+                    return dropped >= 3
+
+                # removing a device withdraws what it posted as the identity (a stolen phone's posts included): the
+                # list does not say when a device was removed, so a reader cannot tell before from after
+                await wait_for(settled, timeout=30, interval=0.3)
+                assert not ids & {sent.id, short.id, late.id}
+            finally:
+                fresh.close()
+        finally:
+            await shutdown(nodes, (laptop, phone, sam))
+
+    asyncio.run(scenario())

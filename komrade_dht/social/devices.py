@@ -36,7 +36,7 @@ from typing import Any
 
 from .. import codec, records
 from ..address import decode_address
-from ..envelope import Opened, TrialDecryptor, max_body, seal
+from ..envelope import Opened, OpenedPublic, TrialDecryptor, max_body, seal
 from ..errors import CodecError, DeviceError, EnvelopeError, KomradeError, NetworkError, RecordError, RootKeyAbsent
 from ..identity import Identity, PublicIdentity, is_valid_verify_key
 from ..node import KomradeNode
@@ -308,17 +308,49 @@ async def check_sender_list(
         opened = decryptor.open(data, now)
     except EnvelopeError:
         return
-    if opened is None or not opened.content_type.startswith(VIA):
-        return
-    try:
-        claimed = codec.unpack(opened.body, max_len=2048, max_depth=1).get("as")
-    except (CodecError, AttributeError):
-        return
-    if not isinstance(claimed, bytes) or not is_valid_verify_key(claimed) or claimed == account.identity.verify_key:
+    if opened is not None and opened.content_type.startswith(VIA):
+        await fresh_list_for(account, node, opened.body, now)
+
+
+async def fresh_list_for(account: Account, node: KomradeNode, wrapped: bytes, now: float) -> None:
+    """Fetch the device list of the identity a device-wrapped body claims, if this device's copy is more than a
+    minute old (so a device removed since is refused); nothing for our own identity or a malformed wrapper."""
+    obj = _wrapper(wrapped)
+    claimed = obj["as"] if obj is not None else None
+    if claimed is None or not is_valid_verify_key(claimed) or claimed == account.identity.verify_key:
         return
     cached = account.data.get("devlist", claimed)
     if cached is None or now - cached["at"] > LIST_MAX_AGE:
         await refresh(account, node, claimed, now=now)
+
+
+def _wrapper(body: bytes) -> dict[str, bytes] | None:
+    """The fields of a body a paired device wrapped (:func:`signer`), or None if malformed."""
+    try:
+        obj = codec.unpack(body, max_len=max(len(body), 1), max_depth=1)
+    except CodecError:
+        return None
+    if not (isinstance(obj, dict) and isinstance(obj.get("as"), bytes) and isinstance(obj.get("c"), bytes)
+            and isinstance(obj.get("b"), bytes)):
+        return None
+    return obj
+
+
+def _as_identity(account: Account, device_key: bytes, body: bytes, now: float) -> tuple[bytes, bytes] | None:
+    """``(identity key, inner body)`` of a body the device ``device_key`` wrapped, or None (logged) if its
+    certificate does not check or the identity's list (as cached here) no longer names the device."""
+    obj = _wrapper(body)
+    if obj is None:
+        log.warning("dropped a device envelope with a malformed wrapper")
+        return None
+    if not check_certificate(obj["as"], device_key, obj["c"]):
+        log.warning("dropped a device envelope whose certificate does not check")
+        return None
+    listed = _listed(account, obj["as"], now)
+    if listed is not None and device_key not in listed:
+        log.warning("dropped an envelope from a device its identity has removed")
+        return None
+    return obj["as"], obj["b"]
 
 
 def unwrap(account: Account, opened: Opened, now: float) -> Opened | None:
@@ -327,24 +359,27 @@ def unwrap(account: Account, opened: Opened, now: float) -> Opened | None:
     without the ``via/`` prefix come back unchanged."""
     if not opened.content_type.startswith(VIA):
         return opened
-    try:
-        obj = codec.unpack(opened.body, max_len=2048, max_depth=1)
-    except CodecError:
-        obj = None
-    if not (isinstance(obj, dict) and isinstance(obj.get("as"), bytes) and isinstance(obj.get("c"), bytes)
-            and isinstance(obj.get("b"), bytes)):
-        log.warning("dropped a device envelope with a malformed wrapper")
+    got = _as_identity(account, opened.sender.verify_key, opened.body, now)
+    if got is None:
         return None
-    device_key = opened.sender.verify_key
-    if not check_certificate(obj["as"], device_key, obj["c"]):
-        log.warning("dropped a device envelope whose certificate does not check")
+    return replace(opened, content_type=opened.content_type[len(VIA):], sender=PublicIdentity(got[0]), body=got[1])
+
+
+def unwrap_public(account: Account, opened: OpenedPublic, now: float) -> OpenedPublic | None:
+    """The same for a public envelope (a post): signed by a paired device, shown as its identity's."""
+    if not opened.content_type.startswith(VIA):
+        return opened
+    if opened.author is None:
+        return None  # an anonymous envelope names no device
+    got = _as_identity(account, opened.author.verify_key, opened.body, now)
+    if got is None:
         return None
-    listed = _listed(account, obj["as"], now)
-    if listed is not None and device_key not in listed:
-        log.warning("dropped an envelope from a device its identity has removed")
-        return None
-    return replace(opened, content_type=opened.content_type[len(VIA):], sender=PublicIdentity(obj["as"]),
-                   body=obj["b"])
+    return replace(opened, content_type=opened.content_type[len(VIA):], author=PublicIdentity(got[0]), body=got[1])
+
+
+def wrap_overhead() -> int:
+    """Bytes :func:`signer` adds to a body (the wrapper and the ``via/`` prefix), for capacity checks."""
+    return len(codec.pack({"as": bytes(32), "c": bytes(64), "b": bytes(256)})) - 256 + 2 + len(VIA)
 
 
 def install_certificate(account: Account, signature: bytes) -> None:

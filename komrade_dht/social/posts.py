@@ -62,10 +62,12 @@ from typing import Any
 from .. import codec, geo, media
 from .. import envelope as env
 from ..address import encode_address
-from ..errors import ChunksUnavailable, CodecError, ContentError, EnvelopeError, KomradeError, NetworkError
+from ..errors import (
+    ChunksUnavailable, CodecError, ContentError, EnvelopeError, KomradeError, NetworkError, RootKeyAbsent,
+)
 from ..node import KomradeNode
 from ..slots import DEFAULT_TTL, MAX_TTL, MAX_WIDTH, SlotParams
-from . import dm, friends
+from . import devices, dm, friends
 from .account import Account
 
 log = logging.getLogger(__name__)
@@ -298,6 +300,12 @@ async def publish_post(
     await friends.deliver_keys(account, node, params=params, now=now)  # circle keys queued by `friend add|remove`
     now = time.time() if now is None else now
     expires_at = int(now) + draft.ttl
+    # a paired device signs with its own key and wraps the body in its certificate (devices.signer); readers show the
+    # post as its identity's. Friends posts stay with the root device: the circle key is kept there.
+    as_device = not draft.anonymous and not account.has_root
+    if as_device and draft.feed == "friends":
+        raise RootKeyAbsent("a friends post is sealed with your circle key, which only the identity's first device "
+                            "holds: post it from that device (world and local posts work from this one)")
     author = None if draft.anonymous else account.identity
     blobs: list[list[bytes]] = []  # [root id, burn root, blob ids...] per stored content
     image_ref = text_ref = None
@@ -307,6 +315,7 @@ async def publish_post(
         blobs.append([burn_root, *content.manifest.blob_ids])
     body = _body(account, draft, None, image_ref)
     capacity = env.public_capacity(_CONTENT_TYPE, signed=author is not None) - (40 if draft.feed == "friends" else 0)
+    capacity -= devices.wrap_overhead() if as_device else 0
     if len(body) > capacity:
         content, burn_root = await _store_content(node, draft.text.encode(), "text/plain", expires_at, now)
         text_ref = [content.manifest.root_id, content.key]
@@ -323,11 +332,15 @@ async def publish_post(
     else:
         slots = [friends.circle_slot(circle_key, epoch)]
 
+    signer, content_type = author, _CONTENT_TYPE
+    if as_device:
+        signer, body, content_type = devices.signer(account, body, _CONTENT_TYPE)
+
     def make(slot: bytes) -> bytes:  # in a thread: no account.data here
         if draft.feed == "friends":
             return env.make_shared(account.identity, circle_key, body, content_type=_CONTENT_TYPE, ttl=draft.ttl, now=now,
                                    burn_secret=burn_secret, pow=node.config.pow, slot=slot)
-        return env.make_public(author, body, content_type=_CONTENT_TYPE, ttl=draft.ttl, now=now,
+        return env.make_public(signer, body, content_type=content_type, ttl=draft.ttl, now=now,
                                burn_secret=burn_secret, pow=node.config.pow, slot=slot)
 
     envelopes = [await asyncio.to_thread(make, slot) for slot in slots]
@@ -431,13 +444,22 @@ def _feed_slots(account: Account, feed: str, epochs: list[int], at: tuple[float,
     return out
 
 
-def _open(data: bytes, key: bytes | None, expected: bytes | None, now: float) -> env.OpenedPublic | None:
+async def _open(
+    account: Account, node: KomradeNode, data: bytes, key: bytes | None, expected: bytes | None, now: float
+) -> env.OpenedPublic | None:
     if key is None:
         opened = env.open_public(data, now)
+        if opened.content_type.startswith(devices.VIA):  # signed by a paired device: shown as its identity's
+            await devices.fresh_list_for(account, node, opened.body, now)  # a removed device is refused
+            unwrapped = devices.unwrap_public(account, opened, now)
+            if unwrapped is None:
+                raise EnvelopeError("a post from a device its identity does not vouch for (any more)")
+            opened = unwrapped
     else:
-        opened = env.open_shared(data, key, now)
-        if opened is None:
+        shared = env.open_shared(data, key, now)
+        if shared is None:
             return None
+        opened = shared
         if opened.author is None or opened.author.verify_key != expected:
             raise EnvelopeError("a friends post under this circle key signed by someone else than its owner")
     if opened.content_type != _CONTENT_TYPE:
@@ -489,7 +511,7 @@ async def read_feed(
         for data in got.wanted:
             seen[env.envelope_id(data)] = int.from_bytes(data[2:6], "big")
             try:
-                opened = _open(data, key, expected, now)
+                opened = await _open(account, node, data, key, expected, now)
                 if opened is None:
                     continue
                 body = _decode_body(opened.body)
