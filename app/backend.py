@@ -252,6 +252,12 @@ class Backend(EventDispatcher):
                 done(sent)
         return self.spawn(run(), "Sending")
 
+    def room(self, to: str, done: Callable[[dict[str, Any]], None]) -> asyncio.Task[Any]:
+        """Ask the node how long a DM to ``to`` may be (its device count decides); ``done`` gets the answer."""
+        async def run() -> None:
+            done(await self._need().room(to))
+        return self.spawn(run(), "Checking the recipient's devices")
+
     def mark_read(self, ids: list[str]) -> asyncio.Task[Any]:
         async def run() -> None:
             for message_id in ids:

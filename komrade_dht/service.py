@@ -25,7 +25,8 @@ from . import __version__
 from .address import decode_address
 from .errors import AddressError, KomradeError
 from .node import KomradeNode, NodeConfig
-from .social import Account, Contact, Message, burn, inbox, mark_read, send_dm, sync_inbox
+from .social import Account, Contact, Message, burn, devices, inbox, mark_read, send_dm, sync_inbox
+from .social.dm import text_room
 from .social.device_service import DeviceService, qr_png
 from .storage import Store, StoreLimits
 from .votes import RegistrationParams
@@ -540,6 +541,14 @@ class UserService:
         key = await send_dm(self.account, self._node(), recipient.text, text)
         record = self.account.data.get("sent", key) or {}
         return Sent(key.hex(), int(record.get("acks", 0)))
+
+    async def room(self, to: str) -> dict[str, Any]:
+        """How long a DM to the address ``to`` may be: ``{to, devices, text_bytes}`` (each of the recipient's devices
+        takes a header's room; its list is fetched when this device's copy is more than a minute old)."""
+        recipient = decode_address(to)
+        keys = await devices.recipient_keys(self.account, self._node(), recipient.public)
+        return {"to": recipient.text, "devices": len(keys),
+                "text_bytes": text_room(self.account.name, self.account.width, len(keys), not self.account.has_root)}
 
     def messages(self, offset: int = 0, limit: int = 50) -> Page:
         if offset < 0 or not 1 <= limit <= 500:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import quote
 
 from komrade_dht.api.server import ApiServer
 from komrade_dht.service import ServiceConfig, UserService
@@ -34,6 +35,13 @@ def test_list_pair_and_remove_devices_through_the_api(tmp_path: Path) -> None:
             assert (await _raw("GET", api, "/v1/pairing"))[0] == 404
             assert (await _raw("GET", api, "/v1/pairing/qr.png"))[0] == 404
 
+            status, room = await _raw("GET", api, "/v1/messages/room?to=" + quote(alice.address.text))
+            assert status == 200 and room["devices"] == 1, room  # type: ignore[index]
+            one_device = room["text_bytes"]  # type: ignore[index]
+            assert (await _raw("GET", api, "/v1/messages/room"))[0] == 400
+            status, body = await _raw("GET", api, "/v1/messages/room?to=nobody")
+            assert status == 400 and "address" in body["message"], body  # type: ignore[index]
+
             status, made = await _raw("POST", api, "/v1/pairing")
             assert status == 201 and made["state"] == "waiting" and made["code"].startswith("komrade-pair:")
             status, png = await _raw("GET", api, "/v1/pairing/qr.png?scale=4")
@@ -53,6 +61,9 @@ def test_list_pair_and_remove_devices_through_the_api(tmp_path: Path) -> None:
             assert state["device"]["key"] == phone.device.verify_key.hex()
             names = [d["name"] for d in (await _raw("GET", api, "/v1/devices"))[1]["devices"]]  # type: ignore[index]
             assert names == ["first device", "phone"]
+            # a DM to Alice now carries a header per device: less room for its text (what the compose field shows)
+            status, room = await _raw("GET", api, "/v1/messages/room?to=" + quote(alice.address.text))
+            assert status == 200 and room["devices"] == 2 and room["text_bytes"] < one_device - 90, room  # type: ignore[index]
 
             # The phone runs a node of its own: it syncs, lists itself, posts to the world as Alice, and refuses what
             # needs the root key with a clear 400 (pairing, a friends post), never a 5xx.

@@ -186,6 +186,9 @@ def test_onboarding_contacts_messages_burn_and_close(tmp_path: Path, bg: ui.Loop
             await ui.press(contacts.rows["Bob"].buttons["message"])
             thread = app.screen("thread")
             assert app.shell.manager.current == "thread"
+            # the node says how many devices Bob has (each takes a header's room): one, so the whole envelope
+            await ui.until(lambda: len(thread.rooms) == 1, 30, "the room for Bob's devices")
+            assert [r["devices"] for r in thread.rooms.values()] == [1]
             thread.compose.text = "x" * 700
             await ui.frames(2)
             assert thread.send_button.disabled and "too long" in thread.budget.text

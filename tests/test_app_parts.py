@@ -15,7 +15,7 @@ from komrade_dht.api.client import SentMessage
 from komrade_dht.errors import KomradeError
 from komrade_dht.identity import Identity
 from komrade_dht.social import Contact, Message
-from komrade_dht.social.dm import encode_dm
+from komrade_dht.social.dm import encode_dm, text_room
 
 import pytest
 
@@ -55,14 +55,39 @@ def test_inline_address_check() -> None:
 
 @pytest.mark.parametrize("name", ["Al", "Alexandra Kollontai " * 3])
 def test_compose_budget_is_what_one_envelope_holds(name: str) -> None:
-    left = room_left(name, 8, "")
+    room = text_room(name, 8)
+    left = room_left(room, "")
     assert left > 500
     encode_dm(name, 8, "é" * (left // 2))  # fits exactly (2 bytes each)
-    assert room_left(name, 8, "x" * left) == 0
+    assert room_left(room, "x" * left) == 0
     encode_dm(name, 8, "x" * left)
     with pytest.raises(KomradeError):
         encode_dm(name, 8, "x" * (left + 1))
-    assert room_left(name, 8, "x" * (left + 1)) == -1
+    assert room_left(room, "x" * (left + 1)) == -1
+
+
+@pytest.mark.parametrize("headers", [1, 2, 3, 4])
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_compose_budget_counts_the_recipients_devices_and_a_paired_senders_certificate(
+    headers: int, wrapped: bool
+) -> None:
+    """What the send path checks (devices.signer's wrapper, one header per device): the budget's text fits, and a
+    few bytes more does not."""
+    from komrade_dht import codec
+    from komrade_dht.envelope import max_body
+    from komrade_dht.social.devices import VIA
+
+    def body_len(n: int) -> int:
+        body = encode_dm("Alice", 16, "x" * n) if n <= text_room("Alice", 16) else codec.pack(
+            {"name": "Alice", "w": 16, "text": "x" * n})
+        if wrapped:
+            body = codec.pack({"as": bytes(32), "c": bytes(64), "b": body})
+        return len(body)
+
+    room = text_room("Alice", 16, headers, wrapped)
+    limit = max_body(VIA + "dm" if wrapped else "dm", headers)
+    assert body_len(room) <= limit < body_len(room + 3)
+    assert room < text_room("Alice", 16, headers - 1, wrapped) - 90 if headers > 1 else room > 500
 
 
 def test_when_is_short() -> None:

@@ -9,38 +9,16 @@ from kivy.metrics import dp
 from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.card import MDCard
 
+from komrade_dht.social.dm import text_room
+
 from ..backend import peer_fingerprint
 from ..threads import conversations, when
 from ..widgets import BaseScreen, button, column, confirm, field, icon_button, label, row
 
-from functools import lru_cache
 
-from komrade_dht.errors import KomradeError
-
-try:
-    from komrade_dht.envelope import max_body
-    from komrade_dht.social.dm import encode_dm
-
-    @lru_cache(maxsize=16)
-    def capacity(name: str, width: int) -> int:
-        """The longest DM text, in UTF-8 bytes, that one envelope holds with this sender's name: asked of the
-        library's own encoder (the length prefix of the text grows with it, so it is not a subtraction)."""
-        n = max(0, max_body("dm") - len(encode_dm(name, width, "")))
-        while n > 0:
-            try:
-                encode_dm(name, width, "x" * n)
-                return n
-            except KomradeError:
-                n -= 1
-        return 0
-except ImportError:  # pragma: no cover (the DM module moved)
-    def capacity(name: str, width: int) -> int:
-        return 600
-
-
-def room_left(name: str, width: int, text: str) -> int:
-    """Bytes still free in one DM envelope (negative: that many too long). Only the text's byte length matters."""
-    return capacity(name, width) - len(text.encode("utf-8", "surrogatepass"))
+def room_left(room: int, text: str) -> int:
+    """Bytes still free in one DM envelope that holds ``room`` bytes of text (negative: that many too long)."""
+    return room - len(text.encode("utf-8", "surrogatepass"))
 
 
 class ThreadScreen(BaseScreen):
@@ -59,6 +37,9 @@ class ThreadScreen(BaseScreen):
         self.footer.add_widget(self.compose)
         self.footer.add_widget(row(self.budget, self.send_button))
         self.compose.bind(text=self._budget)
+        #: per recipient: its device count and the room for text (asked of the node once per screen)
+        self.rooms: dict[str, dict[str, Any]] = {}
+        self._asked: set[str] = set()
         b = self.app.backend
         b.bind(messages=self._changed, sent=self._changed, contacts=self._changed, busy=self._busy)
 
@@ -70,13 +51,25 @@ class ThreadScreen(BaseScreen):
             self.refresh()
 
     def _budget(self, *_: Any) -> int:
-        me = self.app.backend.identity
-        left = room_left(me.name if me else "", me.width if me else 8, self.compose.text)
+        peer = self.context.get("peer", "")
+        room = self.rooms.get(peer)
+        if room is None:  # until the node says how many devices the recipient has: one
+            me = self.app.backend.identity
+            room = {"devices": 1, "text_bytes": text_room(me.name if me else "", me.width if me else 8)}
+            if peer and peer not in self._asked:
+                self._asked.add(peer)
+                self.app.backend.room(peer, lambda got, p=peer: self._got_room(p, got))
+        left = room_left(room["text_bytes"], self.compose.text)
         used = len(self.compose.text.encode("utf-8", "surrogatepass"))
-        self.budget.text = (f"{used} bytes, {left} left in one envelope" if left >= 0
-                            else f"{-left} bytes too long for one envelope")
+        where = "one envelope" if room["devices"] == 1 else f"one envelope to {room['devices']} devices"
+        self.budget.text = (f"{used} bytes, {left} left in {where}" if left >= 0
+                            else f"{-left} bytes too long for {where}")
         self.send_button.disabled = left < 0 or not self.compose.text.strip()
         return left
+
+    def _got_room(self, peer: str, room: dict[str, Any]) -> None:
+        self.rooms[peer] = room
+        self._budget()
 
     def conversation(self) -> Any:
         peer = self.context.get("peer", "")

@@ -315,6 +315,10 @@ class ApiClient:
     async def send(self, to: str, text: str) -> Sent:
         return _build(Sent, await self._request("POST", "/v1/messages", json_body={"to": to, "text": text}))
 
+    async def room(self, to: str) -> dict[str, Any]:
+        """How long a DM to ``to`` may be: ``{to, devices, text_bytes}`` (each of the recipient's devices takes room)."""
+        return await self._request("GET", "/v1/messages/room", params={"to": to})  # type: ignore[no-any-return]
+
     async def messages(self, offset: int = 0, limit: int = 50) -> MessagePage:
         body = await self._request("GET", "/v1/messages", params={"offset": offset, "limit": limit})
         return MessagePage(body["total"], body["offset"], body["limit"], [_build(Message, m) for m in body["messages"]])

@@ -45,6 +45,7 @@ QUERY_PARAMS: dict[str, frozenset[str]] = {
     "/v1/identity/qr.png": frozenset({"scale"}),
     "/v1/messages": frozenset({"offset", "limit"}),
     "/v1/sent": frozenset({"offset", "limit"}),
+    "/v1/messages/room": frozenset({"to"}),
     "/v1/crowd": frozenset({"target"}),
 }
 from .organize_routes import ORGANIZE_QUERY_PARAMS  # noqa: E402 (issue 11)
@@ -189,6 +190,7 @@ class ApiServer:
         r.add_post("/v1/contacts/{contact}/verify", self.verify_contact)
         r.add_get("/v1/messages", self.list_messages, allow_head=False)
         r.add_post("/v1/messages", self.send_message)
+        r.add_get("/v1/messages/room", self.message_room, allow_head=False)
         r.add_post("/v1/messages/{id}/read", self.mark_read)
         r.add_post("/v1/messages/{id}/burn", self.burn_message)
         r.add_get("/v1/sent", self.list_sent, allow_head=False)
@@ -392,6 +394,12 @@ class ApiServer:
         body = await _json_object(request, {"to": 200, "text": 4000})
         sent = await self.service.send(body["to"], body["text"])
         return web.json_response(asdict(sent), status=201)
+
+    async def message_room(self, request: web.Request) -> web.Response:
+        to = request.query.get("to")
+        if not to:
+            raise InvalidInput("say whom the message is for: ?to=ADDRESS")
+        return web.json_response(await self.service.room(to))
 
     async def mark_read(self, request: web.Request) -> web.Response:
         return web.json_response(asdict(self.service.mark_read(request.match_info["id"])))

@@ -56,6 +56,22 @@ class Message:
     read: bool = False
 
 
+def text_room(name: str, width: int, headers: int = 1, wrapped: bool = False) -> int:
+    """The longest DM text (UTF-8 bytes) one envelope holds from a sender of this name and slot width to a
+    recipient with ``headers`` device keys (a header each), ``wrapped`` when it is sent from a paired device (its
+    certificate goes along). What a compose field counts down from."""
+    content_type = devices.VIA + "dm" if wrapped else "dm"
+    room = max_body(content_type, max(1, headers)) - (devices.wrap_overhead() - len(devices.VIA) if wrapped else 0)
+    low, high = 0, max(0, room)
+    while low < high:  # the text's length prefix grows with it: ask the encoder, do not subtract
+        mid = (low + high + 1) // 2
+        if len(codec.pack({"name": name[:64], "w": width, "text": "x" * mid})) <= room:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
 def encode_dm(name: str, width: int, text: str) -> bytes:
     """The body of a DM: the sender's display name and slot width (so the reply address is exact), and the text."""
     body = codec.pack({"name": name[:64], "w": width, "text": text})
