@@ -444,27 +444,34 @@ def _feed_slots(account: Account, feed: str, epochs: list[int], at: tuple[float,
     return out
 
 
-async def _open(
-    account: Account, node: KomradeNode, data: bytes, key: bytes | None, expected: bytes | None, now: float
-) -> env.OpenedPublic | None:
+def _open(data: bytes, key: bytes | None, expected: bytes | None, now: float) -> env.OpenedPublic | None:
+    """A post's envelope opened and checked (a public one may come from a paired device: ``via/post``, which the
+    reader unwraps with :func:`_as_identity`)."""
     if key is None:
         opened = env.open_public(data, now)
-        if opened.content_type.startswith(devices.VIA):  # signed by a paired device: shown as its identity's
-            await devices.fresh_list_for(account, node, opened.body, now)  # a removed device is refused
-            unwrapped = devices.unwrap_public(account, opened, now)
-            if unwrapped is None:
-                raise EnvelopeError("a post from a device its identity does not vouch for (any more)")
-            opened = unwrapped
+        allowed = (_CONTENT_TYPE, devices.VIA + _CONTENT_TYPE)
     else:
         shared = env.open_shared(data, key, now)
         if shared is None:
             return None
-        opened = shared
+        opened, allowed = shared, (_CONTENT_TYPE,)
         if opened.author is None or opened.author.verify_key != expected:
             raise EnvelopeError("a friends post under this circle key signed by someone else than its owner")
-    if opened.content_type != _CONTENT_TYPE:
+    if opened.content_type not in allowed:
         raise EnvelopeError(f"not a post: {opened.content_type!r}")
     return opened
+
+
+async def _as_identity(account: Account, node: KomradeNode, opened: env.OpenedPublic, now: float) -> env.OpenedPublic:
+    """A post signed by a paired device, as its identity's: its certificate checked against the identity's list
+    (fetched when this device's copy is more than a minute old, so a removed device is refused)."""
+    if not opened.content_type.startswith(devices.VIA):
+        return opened
+    await devices.fresh_list_for(account, node, opened.body, now)
+    unwrapped = devices.unwrap_public(account, opened, now)
+    if unwrapped is None:
+        raise EnvelopeError("a post from a device its identity does not vouch for (any more)")
+    return unwrapped
 
 
 async def read_feed(
@@ -511,9 +518,10 @@ async def read_feed(
         for data in got.wanted:
             seen[env.envelope_id(data)] = int.from_bytes(data[2:6], "big")
             try:
-                opened = await _open(account, node, data, key, expected, now)
+                opened = _open(data, key, expected, now)
                 if opened is None:
                     continue
+                opened = await _as_identity(account, node, opened, now)
                 body = _decode_body(opened.body)
             except EnvelopeError as exc:
                 result.dropped += 1
