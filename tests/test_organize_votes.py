@@ -215,6 +215,9 @@ def test_pin_seen_within_its_radius_confirmed_and_gone_after_its_lifetime(tmp_pa
             assert dropped.envelopes >= 1 and dropped.area.level_km == 1.0
             # Bob, 2 km away, sees it; Dave, 9 km away, does not; Bob with a 1 km radius does not either
             near, far = (52.5380, 13.4000), (52.6000, 13.4050)
+            # Alice sees hers at once (it is still on its stem), where its circle reaches, and only there
+            assert [p.id for p in await pins.read_pins(alice, a, near)] == [dropped.id]
+            assert dropped.id not in [p.id for p in await pins.read_pins(alice, a, far)]
 
             async def bob_sees() -> Any:
                 got = await pins.read_pins(bob, b, near)

@@ -197,6 +197,18 @@ async def read_pins(
                                                  opened.created, opened.expires_at, round(distance, 3)))
 
     await asyncio.gather(*(read(s) for s in slots))
+    for mine in account.data.all("my_pin"):
+        # our own pins are shown at once: a pin travels a stem before any holder has it, and the map that just
+        # dropped one read the network too early to find it
+        pin_id = bytes.fromhex(mine["id"])
+        record = account.data.get("pin", pin_id)
+        if pin_id in found or record is None or record["expires_at"] <= now:
+            continue
+        if not geo.in_area(record["lat"], record["lon"], record["radius_km"], lat, lon):
+            continue
+        distance = geo.haversine_km(lat, lon, record["lat"], record["lon"])
+        if radius_km is None or distance <= radius_km:
+            found[pin_id] = Pin(**{**record, "distance_km": round(distance, 3)})
     out = []
     for pin_id, pin in found.items():
         if account.data.get("removed_pin", pin_id) is not None:
