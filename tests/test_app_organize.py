@@ -73,11 +73,10 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             ui.mark("voted")
 
             # -- an anonymous event, Bob answers with the CLI, Alice cancels it ----------------------------------
-            await ui.press(rail(app, "events"))
+            await ui.press_until(rail(app, "events"), lambda: app.shell.manager.current == "events", 30, "events")
             events = app.screen("events")
-            await ui.press(events.new_button)
+            await ui.press_until(events.new_button, lambda: app.shell.manager.current == "new_event", 30, "new event")
             new = app.screen("new_event")
-            assert app.shell.manager.current == "new_event"
             day = (datetime.now() + timedelta(days=1)).strftime("%Y-%m-%d")
             new.title_field.text = "Assembly"
             new.start_field.text, new.end_field.text = f"{day} 18:00", f"{day} 20:00"
@@ -140,8 +139,8 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             assert detail.answer_buttons["maybe"].style == "filled"
             await ui.screenshot("21-event-invited")
             # anonymous answers: the host sees counts only, and invites no one later
-            await ui.press(rail(app, "events"))
-            await ui.press(events.new_button)
+            await ui.press_until(rail(app, "events"), lambda: app.shell.manager.current == "events", 30, "events")
+            await ui.press_until(events.new_button, lambda: app.shell.manager.current == "new_event", 30, "new event")
             new.title_field.text = "Vote on the strike"
             new.start_field.text, new.end_field.text = f"{day} 19:00", f"{day} 21:00"
             await ui.press(new.anonymous_answers)
