@@ -130,3 +130,29 @@ def test_a_stem_relay_that_swallows_everything_loses_no_message(tmp_path: Path) 
             await shutdown([reader_only, *relays], (alice, bob))
 
     asyncio.run(scenario())
+
+
+def test_the_writers_check_reads_the_slot_and_never_names_the_envelope(tmp_path: Path) -> None:
+    """A short-lived sender confirms its stem delivered before it returns: it lists the slot as any reader polling it
+    would (slot_page), and never asks a holder for the envelope by id (get_heads would tell the holder which
+    envelope its asker wrote)."""
+
+    async def scenario() -> None:
+        config = NodeConfig(ksize=6, pow=CHEAP_POW, id_bits=0, stem=FAST_STEMS,
+                            gossip=GossipConfig(anti_entropy_interval=0))
+        relays = await start_relays(tmp_path, 10, config)
+        sender = KomradeNode(None, config=config)
+        await sender.listen(0, "127.0.0.1")
+        await sender.bootstrap([relays[3].address])
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        try:
+            pages = sum(r.protocol.counters["rpc_slot_page"] for r in relays)
+            key = await send_dm(alice, sender, bob.address.text, "checked quietly")
+            assert sum(r.store.has_blob(key) for r in relays) >= 2
+            assert sender.protocol.counters["stem_sent"] == 1 and sender.protocol.counters["stem_republished"] == 0
+            assert sum(r.protocol.counters["rpc_slot_page"] for r in relays) > pages, "it read the slot"
+            assert sum(r.protocol.counters["rpc_get_heads"] for r in relays) == 0, "nobody was asked for the id"
+        finally:
+            await shutdown([sender, *relays], (alice, bob))
+
+    asyncio.run(scenario())

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Socket receive buffer we ask for (bytes).
 RECEIVE_BUFFER = 4 * 2**20
+#: Pages of a slot's listing the writer's stem check reads (~50 ids each) before it asks a holder by id instead.
+WRITER_CHECK_PAGES = 8
 
 
 @dataclass(frozen=True)
@@ -383,8 +385,8 @@ class KomradeNode(Server):
         pause = 0.05
         while time.monotonic() < deadline and asked:
             await asyncio.sleep(pause)
-            answers = await asyncio.gather(*(self.protocol.call_get_heads(n, [key]) for n in asked))
-            held = sum(1 for ok, heads in answers if ok and heads and heads[0] is not None)
+            answers = await asyncio.gather(*(self._holds(n, slot, key) for n in asked))
+            held = sum(answers)
             if held:
                 return held
             pause = min(pause * 2, 1.0)
@@ -392,6 +394,25 @@ class KomradeNode(Server):
             raise NetworkError("the envelope expired before any holder confirmed it: send it again, with a longer life")
         self.protocol.counters["stem_republished"] += 1
         return await self.publish(slot, envelope)
+
+    async def _holds(self, node: Node, slot: bytes, key: bytes) -> bool:
+        """Whether ``node`` lists ``key`` in ``slot``, asked the way a reader polling the slot asks (its listing,
+        which names the slot, not the envelope), so the writer's check does not tell a holder which envelope its
+        asker wrote. Only a slot longer than WRITER_CHECK_PAGES pages is asked by id (``get_heads``)."""
+        assert self.protocol is not None
+        cursor = 0
+        for _ in range(WRITER_CHECK_PAGES):
+            ok, value = await self.protocol.call_slot_page(node, slot, cursor, 256)
+            if not ok:
+                return False
+            ids, next_cursor = value
+            if key in ids:
+                return True
+            if not ids or next_cursor <= cursor:
+                return False
+            cursor = next_cursor
+        ok, heads = await self.protocol.call_get_heads(node, [key])
+        return bool(ok and heads and heads[0] is not None)
 
     async def _fluff(self, slot: bytes, envelope: bytes) -> None:
         with contextlib.suppress(NetworkError, EnvelopeError):  # EnvelopeError: it expired on the way
@@ -408,8 +429,7 @@ class KomradeNode(Server):
             return True  # expired or burned by its writer: nothing left to deliver
         holders = (await self.closest(slot))[: self.ksize]
         for node in gossip.pick(holders, 2):
-            ok, heads = await self.protocol.call_get_heads(node, [key])
-            if ok and heads and heads[0] is not None:
+            if await self._holds(node, slot, key):
                 return True
         self.protocol.counters["stem_republished"] += 1
         await self._fluff(slot, envelope)
