@@ -133,7 +133,7 @@ def test_every_route_but_health_needs_the_token(net: Net) -> None:
         status, body, _ = await request("GET", api.url + "/v1/health")
         assert status == 200 and body == {"ok": True}
         routes = {(r.method, r.resource.canonical) for r in api.app.router.routes() if r.resource is not None}
-        assert len(routes) == 61  # 11: posts, feeds, friends and profiles (issue 10); 24 organizing (issue 11); 5 devices (issue 14); the DM room
+        assert len(routes) == 62  # 11: posts, feeds, friends and profiles (issue 10); 25 organizing (issue 11); 5 devices (issue 14); the DM room
         for method, path in sorted(routes):
             if path == "/v1/health":
                 continue

@@ -8,6 +8,7 @@ world votes are made cheap (every service of the network uses the same parameter
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -25,6 +26,7 @@ from komrade_dht.social import voting
 from komrade_dht.votes import RegistrationParams
 
 from .support import CHEAP_POW, account, start_relays, wait_for
+from .test_api_posts import jpeg_with_gps
 
 CONFIG = NodeConfig(pow=CHEAP_POW, id_bits=8)
 REG = RegistrationParams(trials=1, memlimit=8192)
@@ -142,6 +144,21 @@ async def events_slice(alice: User, bob: User, carol: User) -> None:
     for u in (bob, carol):
         [inv] = await wait_for(lambda u=u: invited(u), timeout=30, interval=0.3)
         assert (inv["title"], inv["host"], inv["anonymous_host"], inv["hosting"]) == ("Rally", None, True, False)
+    # no picture on this one: 404 with a reason; an unknown event: 404 too
+    await refused(bob.org.picture(event_id), 404, "no picture")
+    await refused(bob.org.picture("00" * 16), 404, "no event")
+    # one with a picture: the invitee gets it whole (a JPEG, its GPS tags stripped when it was published)
+    picnic = await alice.org.create_event("Picnic", start, start + 3600, invite=[bob.address],
+                                          image_base64=base64.b64encode(jpeg_with_gps()).decode())
+    assert picnic["has_image"]
+
+    async def picnic_known() -> Any:
+        await bob.client.sync()
+        return [e for e in (await bob.org.events())["invitations"] if e["id"] == picnic["id"]]
+
+    await wait_for(picnic_known, timeout=30, interval=0.3)
+    picture = await bob.org.picture(picnic["id"])
+    assert picture[:2] == b"\xff\xd8" and b"SpyCam" not in picture
     pushed = await wait_for(lambda: stream.find("invitation", id=event_id), timeout=15)
     assert pushed["title"] == "Rally" and pushed["host"] is None
 

@@ -9,10 +9,13 @@ backend; a failure becomes a snackbar and an inline error, never an exception in
 from __future__ import annotations
 
 from datetime import datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from kivy.core.image import Image as CoreImage
 from kivy.metrics import dp
+from kivy.uix.image import Image
 from kivymd.uix.card import MDCard
 from kivymd.uix.selectioncontrol import MDSwitch
 
@@ -170,6 +173,18 @@ class EventScreen(BaseScreen):
 
         self.app.backend.spawn(run(), "Loading the event")
 
+    def _load_picture(self, event_id: str, widget: Any) -> None:
+        """Fetch the event's picture through the node (whole, decrypted) and show it in ``widget``."""
+        organize = api_for(self, OrganizeApi)
+        if organize is None:
+            return
+
+        async def run() -> None:
+            data = await inline(self.error, organize.picture(event_id))
+            widget.texture = CoreImage(BytesIO(data), ext="jpg").texture
+
+        self.app.backend.spawn(run(), "Loading the picture")
+
     def show(self, ev: dict[str, Any]) -> None:
         if ev == self.event:
             return  # nothing new: keep the buttons where a finger may be
@@ -187,8 +202,9 @@ class EventScreen(BaseScreen):
         if ev.get("description"):
             self.info.add_widget(label(ev["description"], role="medium"))
         if ev.get("has_image"):
-            self.info.add_widget(label("It has a picture (the API does not serve event pictures yet).",
-                                       role="small"))
+            self.picture = Image(size_hint=(None, None), size=(dp(320), dp(220)), fit_mode="contain")
+            self.info.add_widget(self.picture)
+            self._load_picture(ev["id"], self.picture)
         if ev.get("cancelled"):
             self.info.add_widget(label("The host cancelled this event.", style="Title", role="small"))
         hosting = bool(ev.get("hosting"))

@@ -47,6 +47,10 @@ class OrganizeApi:
                 body[key] = {"lat": value[0], "lon": value[1]} if key == "at" else value
         return await self._call("POST", "/v1/organize/events", body)
 
+    async def picture(self, event_id: str) -> bytes:
+        """The event's picture (JPEG bytes); ApiError 404 if it has none."""
+        return await self._call("GET", f"/v1/organize/events/{_q(event_id)}/picture")  # type: ignore[no-any-return]
+
     async def event(self, event_id: str) -> dict[str, Any]:
         """An event; for its host also ``answers`` and ``counts`` (read from the network)."""
         return await self._call("GET", f"/v1/organize/events/{_q(event_id)}")

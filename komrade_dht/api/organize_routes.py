@@ -52,6 +52,9 @@ def add_organize_routes(app: web.Application, server: ApiServer) -> None:
     async def event(request: web.Request) -> web.Response:
         return ok(await organize.event(request.match_info["event_id"]))
 
+    async def event_picture(request: web.Request) -> web.Response:
+        return web.Response(body=await organize.picture(request.match_info["event_id"]), content_type="image/jpeg")
+
     async def refresh_event(request: web.Request) -> web.Response:
         return ok(await organize.refresh_event(request.match_info["event_id"]))
 
@@ -127,6 +130,7 @@ def add_organize_routes(app: web.Application, server: ApiServer) -> None:
     r.add_get("/v1/organize/events", list_events, allow_head=False)
     r.add_post("/v1/organize/events", create_event)
     r.add_get("/v1/organize/events/{event_id}", event, allow_head=False)
+    r.add_get("/v1/organize/events/{event_id}/picture", event_picture, allow_head=False)
     r.add_patch("/v1/organize/events/{event_id}", edit_event)
     r.add_post("/v1/organize/events/{event_id}/refresh", refresh_event)
     r.add_post("/v1/organize/events/{event_id}/invite", invite)

@@ -370,6 +370,15 @@ class OrganizeService:
             await events.invite(self.account, node, ev.id, invite)
         return {**event_dict(events.show(self.account, ev.id)), "invited": len(invite)}
 
+    async def picture(self, event_id: str) -> bytes:
+        """The event's picture (JPEG bytes), fetched whole and decrypted; SocialNotFound if it has none."""
+        ev = self._event(event_id)
+        if ev.image is None:
+            raise SocialNotFound(f"event {event_id} has no picture")
+        path = await events.fetch_image(self.account, self._node(), event_id)
+        assert path is not None
+        return await asyncio.to_thread(lambda: open(path, "rb").read())
+
     async def event(self, event_id: str) -> dict[str, Any]:
         """An event known here; for its host, also who answered what (or the counts, when answers are
         anonymous), read from the network now."""
