@@ -10,7 +10,8 @@ from pathlib import Path
 from . import app_driver as ui  # sets Kivy's environment first
 from .support import start_relays
 from .test_api_posts import jpeg_with_gps
-from .test_app import bg, close, create_identity, make_app, rail, start, stop_all  # noqa: F401 (bg: fixture)
+from .test_app import bg, close, create_identity, make_app, start, stop_all  # noqa: F401 (bg: fixture)
+from .test_app_organize import open_new_event
 
 
 def test_an_event_picture_is_shown_on_its_screen(tmp_path: Path, bg: ui.LoopThread) -> None:  # noqa: F811
@@ -22,10 +23,7 @@ def test_an_event_picture_is_shown_on_its_screen(tmp_path: Path, bg: ui.LoopThre
         task = await start(app)
         try:
             await create_identity(app)
-            await ui.press_until(rail(app, "events"), lambda: app.shell.manager.current == "events", 30, "events")
-            events = app.screen("events")
-            await ui.press_until(events.new_button, lambda: app.shell.manager.current == "new_event", 30, "the form")
-            new = app.screen("new_event")
+            new = await open_new_event(app)
             day = (datetime.now() + timedelta(days=1)).strftime("%Y-%m-%d")
             new.title_field.text = "Mural painting"
             new.start_field.text, new.end_field.text = f"{day} 10:00", f"{day} 16:00"

@@ -10,12 +10,21 @@ import os
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from . import app_driver as ui  # sets Kivy's environment first
 from .support import start_relays
 from .test_app import BOB_PASS, bg, close, create_identity, make_app, rail, start, stop_all  # noqa: F401 (bg: fixture)
+
+
+async def open_new_event(app: Any) -> Any:
+    """Events, then New event, tapping again until each screen shows (a tap can be lost on a loaded machine)."""
+    await ui.press_until(rail(app, "events"), lambda: app.shell.manager.current == "events", 30, "events")
+    await ui.press_until(app.screen("events").new_button, lambda: app.shell.manager.current == "new_event", 30,
+                         "the New event form")
+    return app.screen("new_event")
 
 CAROL_PASS = "Carol walks the quiet orbit 1917"
 
@@ -73,10 +82,8 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             ui.mark("voted")
 
             # -- an anonymous event, Bob answers with the CLI, Alice cancels it ----------------------------------
-            await ui.press_until(rail(app, "events"), lambda: app.shell.manager.current == "events", 30, "events")
+            new = await open_new_event(app)
             events = app.screen("events")
-            await ui.press_until(events.new_button, lambda: app.shell.manager.current == "new_event", 30, "new event")
-            new = app.screen("new_event")
             day = (datetime.now() + timedelta(days=1)).strftime("%Y-%m-%d")
             new.title_field.text = "Assembly"
             new.start_field.text, new.end_field.text = f"{day} 18:00", f"{day} 20:00"
@@ -139,8 +146,7 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             assert detail.answer_buttons["maybe"].style == "filled"
             await ui.screenshot("21-event-invited")
             # anonymous answers: the host sees counts only, and invites no one later
-            await ui.press_until(rail(app, "events"), lambda: app.shell.manager.current == "events", 30, "events")
-            await ui.press_until(events.new_button, lambda: app.shell.manager.current == "new_event", 30, "new event")
+            await open_new_event(app)
             new.title_field.text = "Vote on the strike"
             new.start_field.text, new.end_field.text = f"{day} 19:00", f"{day} 21:00"
             await ui.press(new.anonymous_answers)
