@@ -58,6 +58,45 @@ def test_flood_reaches_beyond_the_k_closest_and_costs_each_node_fanout_once(tmp_
     asyncio.run(scenario())
 
 
+def test_a_publisher_floods_past_the_holders_it_just_appended_to(tmp_path: Path) -> None:
+    """A holder takes a flooded copy of what it already holds as a duplicate and forwards nothing: had the publisher
+    picked only holders, the flood would end at the k closest (CI saw it: 1 run in 40 at 24 nodes)."""
+
+    async def scenario() -> None:
+        config = NodeConfig(ksize=4, pow=CHEAP, gossip=GossipConfig(fanout=3, hops=4, anti_entropy_interval=0))
+        relays = await start_relays(tmp_path, 12, config)
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        node = await client(relays[0].address, config)
+        sent: dict[KomradeNode, dict[str, set[tuple[str, int]]]] = {}
+
+        def record(who: KomradeNode) -> None:
+            mine = sent[who] = {"append": set(), "gossip": set()}
+            real_call = who.protocol.call
+
+            async def call(addr: tuple[str, int], method: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+                if method in mine:
+                    mine[method].add(addr)
+                return await real_call(addr, method, *args, **kwargs)
+
+            who.protocol.call = call  # type: ignore[method-assign]
+
+        for who in (node, *relays):
+            record(who)
+        try:
+            key = await send_dm(alice, node, bob.address.text, "past the holders")
+            await wait_for(lambda: sum(r.store.has_blob(key) for r in relays) >= 4, timeout=20)
+            # the stem's last hop published (and the writer too, had its check not found the envelope in time)
+            publishers = [calls for calls in sent.values() if calls["append"]]
+            assert publishers, sent
+            for calls in publishers:
+                assert calls["gossip"], "a publisher started no flood"
+                assert not calls["gossip"] & calls["append"], "a flood started at a holder that already had it"
+        finally:
+            await shutdown([node, *relays], (alice, bob))
+
+    asyncio.run(scenario())
+
+
 def test_delivery_with_20_percent_datagram_loss(tmp_path: Path) -> None:
     async def scenario() -> None:
         rng = random.Random(1)

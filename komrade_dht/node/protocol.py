@@ -29,6 +29,7 @@ import os
 import random
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Collection
 from typing import Any, Awaitable, Callable
 
 from kademlia.node import Node
@@ -619,7 +620,7 @@ class KomradeProtocol(KademliaProtocol):
         self.counters["gossip_accepted"] += 1
         hops = min(hops, self.gossip.hops)  # a peer cannot buy a wider flood than our own configuration
         if hops > 0:
-            self.forward(slot, value, hops - 1, exclude=sender)
+            self.forward(slot, value, hops - 1, exclude=(sender,))
         return True, True
 
     def rpc_stem(
@@ -672,10 +673,12 @@ class KomradeProtocol(KademliaProtocol):
         self.spawn(forward())
         return True
 
-    def forward(self, slot: bytes, value: bytes, hops: int, exclude: tuple[str, int] | None = None) -> int:
-        """Send an envelope to ``fanout`` random peers with ``hops`` left; returns how many were picked."""
+    def forward(self, slot: bytes, value: bytes, hops: int, exclude: Collection[tuple[str, int]] = ()) -> int:
+        """Send an envelope to ``fanout`` random peers with ``hops`` left, none of them in ``exclude`` (who sent it
+        to us, or the holders its publisher just gave it to: a copy sent to them would stop there as a duplicate);
+        returns how many were picked."""
         self.seen.add(env.envelope_id(value))
-        contacts = [n for b in self.router.buckets for n in b.get_nodes() if (n.ip, n.port) != exclude]
+        contacts = [n for b in self.router.buckets for n in b.get_nodes() if (n.ip, n.port) not in exclude]
         peers = gossip.pick(contacts, self.gossip.fanout)
         for peer in peers:
             self._link(env.envelope_id(value), (peer.ip, peer.port), gave=True)

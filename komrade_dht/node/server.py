@@ -324,7 +324,9 @@ class KomradeNode(Server):
             [self.protocol.call_append(n, slot, envelope) for n in slot_nodes], self.config.publish_quorum
         )
         if self.config.gossip.hops > 0:
-            self.protocol.forward(slot, envelope, self.config.gossip.hops - 1)
+            # not to the holders just given it: they would take the flood as a duplicate and end it there
+            given = {(n.ip, n.port) for n in slot_nodes}
+            self.protocol.forward(slot, envelope, self.config.gossip.hops - 1, exclude=given)
         if self.store is not None and self.protocol.is_close_to(slot):
             # held here too, through the same checks and quotas as anyone's append
             acks += self.protocol._hold(self.address, envelope, slot=slot, near=None) is None
