@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from io import BytesIO
 from typing import Any, Awaitable, Callable, TypeVar
 
+from kivy.core.image import Image as CoreImage
 from kivy.metrics import dp
+from kivy.uix.image import Image
 from kivymd.uix.boxlayout import MDBoxLayout
 from kivymd.uix.button import MDButton, MDButtonIcon, MDButtonText, MDIconButton
 from kivymd.uix.dialog import (
@@ -170,6 +173,20 @@ async def inline(error: MDLabel, call: Awaitable[Any]) -> Any:
         raise
     error.text = ""
     return result
+
+
+def picture(screen: Any, fetch: Callable[[], Awaitable[bytes]], width: float, height: float,
+            error: MDLabel | None = None) -> Image:
+    """An Image showing the JPEG that ``fetch()`` gets from the node (which keeps pictures encrypted with the
+    account's data: the app never reads a decrypted file). A failure goes to ``error`` if given, and the snackbar."""
+    widget = Image(size_hint=(None, None), size=(dp(width), dp(height)), fit_mode="contain")
+
+    async def run() -> None:
+        data = await (inline(error, fetch()) if error is not None else fetch())
+        widget.texture = CoreImage(BytesIO(data), ext="jpg").texture
+
+    screen.app.backend.spawn(run(), "Loading a picture")
+    return widget
 
 
 def api_for(screen: Any, client: Callable[[Any], T]) -> T | None:

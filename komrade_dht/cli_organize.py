@@ -78,6 +78,7 @@ def add_parsers(sub: Any, net: Callable[[argparse.ArgumentParser], None]) -> Non
     e = esub.add_parser("show", help="an event; the host also sees who answered what")
     net(e)
     e.add_argument("event_id")
+    e.add_argument("--save-picture", type=Path, metavar="FILE", help="write the event's picture to FILE (decrypted)")
     e.add_argument("--json", action="store_true")
     e = esub.add_parser("edit", help="change an event you host (every invitee sees it)")
     net(e)
@@ -291,7 +292,10 @@ async def _event(args: argparse.Namespace) -> int:
                     image_path = image_error = None
                     if ev.image is not None:
                         try:
-                            image_path = await events.fetch_image(account, node, args.event_id)
+                            picture = await events.fetch_image(account, node, args.event_id)
+                            if picture is not None and args.save_picture is not None:
+                                args.save_picture.write_bytes(picture)
+                                image_path = str(args.save_picture)
                         except KomradeError as exc:
                             image_error = str(exc)
                     answers = counts = None
@@ -312,7 +316,10 @@ async def _event(args: argparse.Namespace) -> int:
         account.close()
     if args.json:
         doc = event_dict(ev)
-        doc["image"] = image_path
+        if image_path:
+            doc["saved"] = image_path
+        if image_error:
+            doc["image_error"] = image_error
         if answers is not None:
             doc["answers"] = [answer_dict(a) for a in answers]
         if counts is not None:
@@ -324,6 +331,8 @@ async def _event(args: argparse.Namespace) -> int:
         print(f"    image: {printable(image_path)}")
     elif image_error:
         print(f"    image unavailable: {printable(image_error)}")
+    elif ev.image is not None:
+        print("    image: kept here, encrypted (--save-picture FILE writes it out)")
     if counts is not None:
         print("    anonymous answers: " + ", ".join(f"{n} {a}" for a, n in counts.items()))
     if answers is not None:

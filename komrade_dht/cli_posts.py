@@ -59,6 +59,8 @@ def add_parsers(sub: Any, net: Callable[[argparse.ArgumentParser], None]) -> Non
     p.add_argument("--at", type=position, metavar="LAT,LON", help="local: your position")
     p.add_argument("--radius", type=km, metavar="KM", help="local: only posts written within this distance")
     p.add_argument("--limit", type=int, default=50, help="posts to show (50)")
+    p.add_argument("--save-pictures", type=Path, metavar="DIR", help="write the shown posts' pictures to DIR as "
+                   "<post id>.jpg (decrypted: they are kept encrypted otherwise)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON document")
 
     p = sub.add_parser("friend", help="share your circle (friends posts and profile) with someone, or stop")
@@ -87,6 +89,7 @@ def add_parsers(sub: Any, net: Callable[[argparse.ArgumentParser], None]) -> Non
     net(s)
     s.add_argument("address")
     s.add_argument("--at", type=position, metavar="LAT,LON", help="your position (for a local-only profile)")
+    s.add_argument("--save-photo", type=Path, metavar="FILE", help="write the photo to FILE (decrypted)")
     s.add_argument("--json", action="store_true")
 
 
@@ -156,6 +159,7 @@ async def _feed(args: argparse.Namespace) -> int:
             read = await posts.read_feed(account, node, args.which, at=args.at)
             shown = posts.feed_posts(account, args.which, at=args.at, radius_km=args.radius, limit=max(1, args.limit))
             votes = await feed_votes(account, node, [p.id for p in shown]) if args.json else {}  # issue 11
+        saved = _save_pictures(account, shown, args.save_pictures) if args.save_pictures else {}
     finally:
         account.close()
     for post in read.new:
@@ -163,7 +167,8 @@ async def _feed(args: argparse.Namespace) -> int:
             print(f"komrade: warning: the image of post {post.id} could not be fetched: {printable(post.image_error)}",
                   file=__import__("sys").stderr)
     if args.json:
-        print(json.dumps({"posts": [{**p.public_dict(), "votes": votes[p.id]} for p in shown]}))
+        print(json.dumps({"posts": [{**p.public_dict(), "votes": votes[p.id], **({"saved": saved[p.id]} if p.id in saved
+                                                                                 else {})} for p in shown]}))
         return 0
     if not shown:
         print(f"no {args.which} posts")
@@ -176,11 +181,28 @@ async def _feed(args: argparse.Namespace) -> int:
             head = f"{when}  [{printable(p.author_fingerprint or '')}]  {truncate(p.author_name or '', 48)}"
         print(head + f"  ({p.id[:12]})")
         print(printable_block(p.text, width=width))
-        if p.image:
-            print(f"    image: {printable(p.image)}")
+        if p.id in saved:
+            print(f"    image: {printable(saved[p.id])}")
+        elif p.image:
+            print("    image: kept here, encrypted (--save-pictures DIR writes it out)")
         elif p.image_error:
             print(f"    image unavailable: {printable(p.image_error)}")
     return 0
+
+
+def _save_pictures(account: Account, shown: list[Any], directory: Path) -> dict[str, str]:
+    """Write the pictures of ``shown`` posts to ``directory`` (the user asked for decrypted files); post id -> path."""
+    from .social import posts
+
+    directory.mkdir(parents=True, exist_ok=True)
+    saved = {}
+    for p in shown:
+        picture = posts.image(account, p.id) if p.image else None
+        if picture is not None:
+            path = directory / f"{p.id}.jpg"
+            path.write_bytes(picture)
+            saved[p.id] = str(path)
+    return saved
 
 
 # -- friends -------------------------------------------------------------------------------------------------------
@@ -243,10 +265,13 @@ async def _profile(args: argparse.Namespace) -> int:
             return 0
         async with client_node(args) as node:
             profile = await profiles.show_profile(account, node, args.address, at=args.at)
+        picture = profiles.photo(account, args.address) if profile.photo and args.save_photo else None
+        if picture is not None:
+            args.save_photo.write_bytes(picture)
     finally:
         account.close()
     if args.json:
-        print(json.dumps(profile.__dict__))
+        print(json.dumps({**profile.__dict__, **({"saved": str(args.save_photo)} if picture is not None else {})}))
         return 0
     print(f"[{printable(profile.fingerprint)}]  visibility: {profile.visibility}")
     if not profile.visible:
@@ -257,8 +282,10 @@ async def _profile(args: argparse.Namespace) -> int:
     print(f"    name: {printable(profile.name or '')}")
     print("    bio:")
     print(printable_block(profile.bio or "", indent="      "))
-    if profile.photo:
-        print(f"    photo: {printable(profile.photo)}")
+    if picture is not None:
+        print(f"    photo: {printable(str(args.save_photo))}")
+    elif profile.photo:
+        print("    photo: kept here, encrypted (--save-photo FILE writes it out)")
     elif profile.photo_error:
         print(f"    photo unavailable: {printable(profile.photo_error)}")
     return 0

@@ -133,7 +133,7 @@ def test_every_route_but_health_needs_the_token(net: Net) -> None:
         status, body, _ = await request("GET", api.url + "/v1/health")
         assert status == 200 and body == {"ok": True}
         routes = {(r.method, r.resource.canonical) for r in api.app.router.routes() if r.resource is not None}
-        assert len(routes) == 62  # 11: posts, feeds, friends and profiles (issue 10); 25 organizing (issue 11); 5 devices (issue 14); the DM room
+        assert len(routes) == 63  # 12: posts, feeds, friends and profiles (issue 10) and a profile's photo; 25 organizing (issue 11); 5 devices (issue 14); the DM room
         for method, path in sorted(routes):
             if path == "/v1/health":
                 continue
@@ -422,7 +422,8 @@ CHECKSUMMED = {"POST /v1/messages", "GET /v1/messages/room", "POST /v1/contacts"
                # issue 10: addresses again, and what JSON Schema cannot tie together (a local post or
                # feed needs a position, a friends post cannot be anonymous, a picture path must be a picture)
                "POST /v1/posts", "POST /v1/friends", "DELETE /v1/friends/{address}", "PUT /v1/profile",
-               "GET /v1/profiles/{address}", "GET /v1/feeds/{feed}", "POST /v1/feeds/{feed}/refresh",
+               "GET /v1/profiles/{address}", "GET /v1/profiles/{address}/photo", "GET /v1/feeds/{feed}",
+               "POST /v1/feeds/{feed}/refresh",
                # issue 11: addresses again, and times JSON Schema cannot tie to now (an event must not have ended
                # and must end within 30 days) or to each other (it ends after it starts); positions in a query are
                # plain decimals (5e-324 is a schema-valid number), as for the feeds

@@ -173,6 +173,14 @@ def test_posts_feeds_friends_profiles_through_the_api(tmp_path: Path) -> None:
             assert mine["version"] > 0 and mine["visibility"] == "world"
             shown = await b.profile(alice_addr)
             assert (shown["name"], shown["bio"], shown["visible"]) == ("Alice A.", "through the API", True)
+            assert shown["photo"] is False
+            status, _ = await _raw("GET", b_api, f"/v1/profiles/{quote(alice_addr)}/photo")
+            assert status == 404
+            await a.set_profile(photo_base64=base64.b64encode(jpeg_with_gps()).decode())
+            shown = await b.profile(alice_addr)
+            assert shown["photo"] is True
+            photo = await b.photo(alice_addr)  # decrypted from Bob's encrypted data, never a file
+            assert photo[:2] == b"\xff\xd8" and b"SpyCam" not in photo
             try:
                 await a.set_profile(bio="b" * 301)
                 raise AssertionError("a 301-character bio was accepted")

@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from . import app_driver as ui  # sets Kivy's environment first
+from kivy.uix.image import Image as KivyImage  # noqa: E402  (after the environment)
 from .support import start_relays
 from .test_app import BOB_PASS, bg, close, create_identity, make_app, rail, start  # noqa: F401  (bg: the fixture)
 
@@ -72,11 +73,12 @@ def test_feeds_compose_friends_profile_screens(tmp_path: Path, bg: ui.LoopThread
             await ui.until(lambda: compose.result.text != before and "2 km cell" in compose.result.text, 90)
 
             # Bob reads them with the CLI: the picture has no metadata, the anonymous post no author
-            code, out, err = await ui.komrade(bob_dir, "feed", *net, "--json", passphrase=BOB_PASS)
+            code, out, err = await ui.komrade(bob_dir, "feed", *net, "--json", "--save-pictures",
+                                              str(tmp_path / "saved"), passphrase=BOB_PASS)
             assert code == 0, err
             posts = {p["text"]: p for p in json.loads(out)["posts"]}
             assert posts["hello from the app"]["author_name"] == "Alice"
-            assert b"SpyCam" not in Path(posts["hello from the app"]["image"]).read_bytes()
+            assert b"SpyCam" not in Path(posts["hello from the app"]["saved"]).read_bytes()
             assert posts["anonymous from the app"]["author_name"] is None
 
             # -- feeds: world and local tabs --------------------------------------------------------------------
@@ -94,6 +96,13 @@ def test_feeds_compose_friends_profile_screens(tmp_path: Path, bg: ui.LoopThread
                 await ui.until(lambda: len(feeds.cards) >= 2, 60, "the world feed shown")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; cards {list(feeds.cards)}; notices {app.notices[-4:]}") from None
+            # the picture comes through the node's API (kept there encrypted), not from a file
+
+            def shown_pictures() -> list[KivyImage]:
+                return [w for card in feeds.cards.values() for w in card.walk()
+                        if isinstance(w, KivyImage) and w.texture is not None and w.texture.size[0] > 32]
+
+            await ui.until(shown_pictures, 30, "the post's picture shown")
             await ui.screenshot("14-feeds-world")
             await ui.press(feeds.tabs["local"])
             feeds.lat_field.text, feeds.lon_field.text = "52.53", "13.41"

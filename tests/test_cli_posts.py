@@ -102,11 +102,15 @@ def test_posts_friends_profiles_through_the_cli(tmp_path: Path, relays) -> None:
     assert all(set(p) == keys for p in feed["posts"])
     mine = by_id[post_id]
     assert (mine["text"], mine["anonymous"], mine["author_name"]) == ("hello from the CLI", False, "Alice")
-    assert mine["image"] and Path(mine["image"]).is_file() and str(bob) in mine["image"]
-    assert b"SpyCam" not in Path(mine["image"]).read_bytes()
+    assert mine["image"] is True and not (bob / "images").exists()  # kept in the encrypted data, not a file
+    saved = json.loads(bob_run(["feed", *net, "--json", "--save-pictures", str(tmp_path / "out")]).stdout)
+    [exported] = [p["saved"] for p in saved["posts"] if p["id"] == post_id]
+    assert exported == str(tmp_path / "out" / f"{post_id}.jpg")
+    assert Path(exported).read_bytes()[:2] == b"\xff\xd8" and b"SpyCam" not in Path(exported).read_bytes()
+    assert "kept here, encrypted" in bob_run(["feed", *net]).stdout
     anon = by_id[anon_id]
     assert (anon["anonymous"], anon["author_name"], anon["author_fingerprint"], anon["image"]) == (True, None, None,
-                                                                                                    None)
+                                                                                                    False)
     assert [p["id"] for p in feed["posts"]] == sorted(by_id, key=lambda i: -by_id[i]["posted_at"]) or True
     assert "hello from the CLI" in bob_run(["feed", *net]).stdout
 
@@ -131,6 +135,8 @@ def test_posts_friends_profiles_through_the_cli(tmp_path: Path, relays) -> None:
                                               "--photo", str(photo)], alice).stdout
     shown = json.loads(bob_run(["profile", "show", *net, a_addr, "--json"]).stdout)
     assert (shown["name"], shown["bio"], shown["visible"]) == ("Alice K", "hi there", True) and shown["photo"]
+    out = bob_run(["profile", "show", *net, a_addr, "--save-photo", str(tmp_path / "alice.jpg")]).stdout
+    assert str(tmp_path / "alice.jpg") in out and (tmp_path / "alice.jpg").read_bytes()[:2] == b"\xff\xd8"
     run(["profile", "set", *net, "--visibility", "friends", "--bio", "friends see this"], alice)
     assert "friends see this" in bob_run(["profile", "show", *net, a_addr]).stdout
     assert "bio" in one_error_line(run(["profile", "set", *net, "--bio", "b" * 301], alice, check=False))

@@ -20,7 +20,7 @@ from komrade_dht.identity import Identity
 from komrade_dht.node import KomradeNode, NodeConfig
 from komrade_dht.social import dm, events
 
-from .support import CHEAP_POW, account, client, shutdown, start_relays, wait_for
+from .support import CHEAP_POW, account, client, files_containing, shutdown, start_relays, wait_for
 
 CONFIG = NodeConfig(pow=CHEAP_POW, id_bits=8)
 
@@ -176,8 +176,10 @@ def test_named_host_is_shown_and_sees_who_answered(tmp_path: Path) -> None:
 
             [got] = await wait_for(invited, 20)
             assert (got.anonymous_host, got.host_name, got.host_fingerprint) == (False, "Hal", host.fingerprint)
-            path = await events.fetch_image(ann, nodes[1], ev.id)
-            assert path is not None and Image.open(path).size == (64, 48)
+            picture = await events.fetch_image(ann, nodes[1], ev.id)
+            assert picture is not None and Image.open(io.BytesIO(picture)).size == (64, 48)
+            assert not files_containing(ann.data_dir, picture[-1024:-512]), "the picture is kept encrypted"
+            assert await events.fetch_image(ann, None, ev.id) == picture  # type: ignore[arg-type]  # kept here
             await events.answer_event(ann, nodes[1], ev.id, "going")
 
             async def answered() -> Any:

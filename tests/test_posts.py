@@ -25,7 +25,7 @@ from komrade_dht.node import KomradeNode, NodeConfig
 from komrade_dht.slots import SlotParams
 from komrade_dht.social import friends, posts, profiles
 
-from .support import CHEAP_POW, account, client, shutdown, start_relays
+from .support import CHEAP_POW, account, client, files_containing, shutdown, start_relays
 
 RELAYS = 20
 CONFIG = NodeConfig(pow=CHEAP_POW, id_bits=8)
@@ -108,8 +108,11 @@ def test_world_friends_local_posts_on_twenty_relays(tmp_path: Path) -> None:
                 [post] = [p for p in got.new if p.id == sent.id]
                 assert post.text == "hello world, from Alice" and not post.anonymous
                 assert post.author_fingerprint == alice.fingerprint and post.author_name == "Alice"
-                assert post.image is not None and post.image_error is None
-                picture = Path(post.image).read_bytes()
+                assert post.image and post.image_error is None
+                picture = posts.image(reader, post.id)
+                assert picture is not None
+                # kept encrypted: no file of the reader's data directory holds the picture, or a piece of it
+                assert not files_containing(reader.data_dir, picture[-4096:-2048])
                 decoded = Image.open(io.BytesIO(picture))
                 decoded.load()
                 assert decoded.format == "JPEG" and decoded.size == (900, 600)
@@ -145,7 +148,7 @@ def test_world_friends_local_posts_on_twenty_relays(tmp_path: Path) -> None:
                 anon_posts = [p for p in got.new if p.id in (anon1.id, anon2.id)]
                 assert len(anon_posts) == 2 and all(p.anonymous and p.author_name is None
                                                     and p.author_fingerprint is None for p in anon_posts)
-                assert [p.id for p in anon_posts if p.image is not None] == [anon2.id]
+                assert [p.id for p in anon_posts if p.image] == [anon2.id]
                 await posts.read_feed(carol, c_node, "world")
             finally:
                 posts.IMAGES_PER_READ = budget
@@ -262,7 +265,10 @@ def test_profiles_cannot_be_forged_or_rolled_back(tmp_path: Path) -> None:
             assert await profiles.set_profile(alice, a, name="Alice A.", bio="organiser", photo=photo_with_gps(400, 300))
             seen = await profiles.show_profile(bob, b, alice.address.text)
             assert (seen.visible, seen.name, seen.bio, seen.visibility) == (True, "Alice A.", "organiser", "world")
-            assert seen.photo is not None and b"SpyCam" not in Path(seen.photo).read_bytes()
+            photo = profiles.photo(bob, alice.address.text)
+            assert seen.photo and photo is not None and b"SpyCam" not in photo
+            assert Image.open(io.BytesIO(photo)).format == "JPEG"
+            assert not files_containing(bob.data_dir, photo[-2048:-1024])
             key = records.record_key(alice.identity.verify_key, profiles.SALT)
             first = records.verify_record(key, await b.get_record(key))
             await profiles.set_profile(alice, a, bio="organiser, now with a new bio", now=time.time() + 2)
@@ -344,7 +350,7 @@ def test_profiles_cannot_be_forged_or_rolled_back(tmp_path: Path) -> None:
             dave = account(tmp_path, "Dave")
             shown = await profiles.show_profile(dave, c, alice.address.text)
             dave.close()
-            assert shown.visible and shown.photo is None and "1 missing" in (shown.photo_error or "")
+            assert shown.visible and not shown.photo and "1 missing" in (shown.photo_error or "")
         finally:
             await shutdown([*nodes, *relays], (alice, bob, carol))
 
@@ -397,3 +403,27 @@ def test_world_shard_stays_readable_under_ten_thousand_junk_posts(tmp_path: Path
             await shutdown([*nodes, *relays], (alice, bob, mallory))
 
     run(scenario())
+
+
+def test_pictures_left_decrypted_by_an_earlier_version_move_into_the_encrypted_data(tmp_path: Path) -> None:
+    """Earlier versions wrote fetched pictures to ``images/*.jpg`` in the clear; opening the account moves them in
+    (encrypted like every other record) and deletes the files; a file that is not a picture of ours stays."""
+    from komrade_dht.social import Account, pictures
+
+    alice = account(tmp_path, "Alice")
+    post_id = os.urandom(20).hex()
+    old = alice.data_dir / "images"
+    old.mkdir()
+    picture = photo_with_gps(200, 100)
+    (old / f"{post_id}.jpg").write_bytes(picture)
+    (old / "notes.txt").write_text("not ours")
+    alice.close()
+    alice = Account.open(alice.data_dir, "Alice passphrase")
+    try:
+        assert posts.image(alice, post_id) == picture
+        assert not (old / f"{post_id}.jpg").exists() and (old / "notes.txt").read_text() == "not ours"
+        assert not files_containing(alice.data_dir, picture[-1024:-512])
+        assert pictures.forget(alice, pictures.post_name(bytes.fromhex(post_id)))
+        assert posts.image(alice, post_id) is None
+    finally:
+        alice.close()

@@ -9,20 +9,17 @@ backend; a failure becomes a snackbar and an inline error, never an exception in
 from __future__ import annotations
 
 from datetime import datetime
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from kivy.core.image import Image as CoreImage
 from kivy.metrics import dp
-from kivy.uix.image import Image
 from kivymd.uix.card import MDCard
 from kivymd.uix.selectioncontrol import MDSwitch
 
 from komrade_dht.api.organize_client import OrganizeApi
 
 from ..widgets import (BaseScreen, ContactPicker, api_for, button, choices, column, confirm, error_label, field, inline,
-                       label, mark, position, row, show_if, when)
+                       label, mark, picture, position, row, show_if, when)
 
 ANSWERS = ("going", "maybe", "not-going")
 ANSWER_TITLES = {"going": "Going", "maybe": "Maybe", "not-going": "Not going"}
@@ -173,18 +170,6 @@ class EventScreen(BaseScreen):
 
         self.app.backend.spawn(run(), "Loading the event")
 
-    def _load_picture(self, event_id: str, widget: Any) -> None:
-        """Fetch the event's picture through the node (whole, decrypted) and show it in ``widget``."""
-        organize = api_for(self, OrganizeApi)
-        if organize is None:
-            return
-
-        async def run() -> None:
-            data = await inline(self.error, organize.picture(event_id))
-            widget.texture = CoreImage(BytesIO(data), ext="jpg").texture
-
-        self.app.backend.spawn(run(), "Loading the picture")
-
     def show(self, ev: dict[str, Any]) -> None:
         if ev == self.event:
             return  # nothing new: keep the buttons where a finger may be
@@ -201,10 +186,10 @@ class EventScreen(BaseScreen):
                                        f"{at['precision_km']:g} km cell)", role="medium"))
         if ev.get("description"):
             self.info.add_widget(label(ev["description"], role="medium"))
-        if ev.get("has_image"):
-            self.picture = Image(size_hint=(None, None), size=(dp(320), dp(220)), fit_mode="contain")
+        organize = api_for(self, OrganizeApi) if ev.get("has_image") else None
+        if organize is not None:  # fetched whole through the node, kept there encrypted
+            self.picture = picture(self, lambda: organize.picture(ev["id"]), 320, 220, self.error)
             self.info.add_widget(self.picture)
-            self._load_picture(ev["id"], self.picture)
         if ev.get("cancelled"):
             self.info.add_widget(label("The host cancelled this event.", style="Title", role="small"))
         hosting = bool(ev.get("hosting"))

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from kivy.metrics import dp
-from kivy.uix.image import Image
 from kivymd.uix.card import MDCard
 from kivymd.uix.selectioncontrol import MDSwitch
 
@@ -20,7 +19,7 @@ from komrade_dht.api.organize_client import OrganizeApi
 from komrade_dht.api.social_client import SocialApi
 
 from ..widgets import (BaseScreen, VoteBar, api_for, button, choices, column, error_label, field, inline, label, mark,
-                       position, row, show_if, when)
+                       picture, position, row, show_if, when)
 
 FEEDS = ("world", "friends", "local")
 MAX_CHARS = 1000
@@ -122,9 +121,9 @@ class FeedsScreen(BaseScreen):
                else f"{post['author_name']}  [{post['author_fingerprint']}]")
         parts: list[Any] = [label(f"{when(post['posted_at'])}  {who}", style="Title", role="small"),
                             label(post["text"], role="medium")]
-        if post.get("image"):
-            parts.append(Image(source=post["image"], size_hint=(None, None), size=(dp(320), dp(220)),
-                               fit_mode="contain"))
+        social = _social(self) if post.get("image") else None
+        if social is not None:
+            parts.append(picture(self, lambda pid=post["id"]: social.image(pid), 320, 220))
         elif post.get("image_error"):
             parts.append(label(f"Image unavailable: {post['image_error']}", role="small"))
         if post.get("area"):
@@ -349,8 +348,7 @@ class ProfileScreen(BaseScreen):
             self.other.add_widget(label(profile["name"] or "", style="Title", role="medium"))
             self.other.add_widget(label(profile["bio"] or "", role="medium"))
             if profile.get("photo"):
-                self.other.add_widget(Image(source=profile["photo"], size_hint=(None, None),
-                                            size=(dp(160), dp(160)), fit_mode="contain"))
+                self.other.add_widget(picture(self, lambda: social.photo(address), 160, 160))
 
         self.app.backend.spawn(run(), "Fetching the profile")
 

@@ -66,3 +66,7 @@ class SocialApi:
 
     async def profile(self, address: str, *, at: tuple[float, float] | None = None) -> dict[str, Any]:
         return await self.api._request("GET", f"/v1/profiles/{quote(address, safe='')}", params=self._at(at))
+
+    async def photo(self, address: str) -> bytes:
+        """The photo of a profile shown on this device (JPEG bytes); ApiError 404 if none is kept."""
+        return await self.api._request("GET", f"/v1/profiles/{quote(address, safe='')}/photo")

@@ -112,6 +112,9 @@ def add_social_routes(app: web.Application, server: ApiServer) -> None:
     async def profile(request: web.Request) -> web.Response:
         return web.json_response(await social.show_profile(request.match_info["address"], _at(request)))
 
+    async def photo(request: web.Request) -> web.Response:
+        return web.Response(body=social.photo(request.match_info["address"]), content_type="image/jpeg")
+
     r = app.router
     r.add_get("/v1/feeds/{feed}", feed, allow_head=False)
     r.add_post("/v1/feeds/{feed}/refresh", refresh)
@@ -124,6 +127,7 @@ def add_social_routes(app: web.Application, server: ApiServer) -> None:
     r.add_get("/v1/profile", my_profile, allow_head=False)
     r.add_put("/v1/profile", set_profile)
     r.add_get("/v1/profiles/{address}", profile, allow_head=False)
+    r.add_get("/v1/profiles/{address}/photo", photo, allow_head=False)
 
 
 __all__ = ["SOCIAL_QUERY_PARAMS", "add_social_routes"]

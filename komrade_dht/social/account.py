@@ -12,6 +12,7 @@ from ..address import Address, decode_address
 from ..errors import KomradeError
 from ..identity import Identity, PublicIdentity, RootlessIdentity
 from ..keystore import create_keystore, open_keystore
+from . import pictures
 from .userdata import UserData
 
 KEYSTORE_FILE = "identity.keystore"
@@ -48,6 +49,7 @@ class Account:
         #: When this identity was made (0 if restored from a seed): nothing can have been sent to it before.
         self.created: int = meta.get("created", 0)
         self.data = UserData(self.data_dir / USERDATA_FILE, identity.local_data_key())
+        pictures.import_plain_files(self)  # an earlier version's decrypted pictures: into the encrypted data
 
     @property
     def has_root(self) -> bool:

@@ -54,7 +54,7 @@ from ..errors import CodecError, EnvelopeError, KomradeError
 from ..identity import Identity, PublicIdentity
 from ..node import KomradeNode
 from ..slots import MAX_TTL, MAX_WIDTH, SlotParams, slot_id
-from . import dm
+from . import dm, pictures
 from .account import Account
 
 log = logging.getLogger(__name__)
@@ -506,25 +506,28 @@ def _list(account: Account, kind: str, hosting: bool, now: float | None) -> list
     for record in account.data.all(kind):
         if record["details"]["e"] + GRACE <= now:
             account.data.delete(kind, record["id"])
+            pictures.forget(account, pictures.event_name(record["id"].hex()))
             continue
         out.append(_event(record, hosting))
     return sorted(out, key=lambda e: (e.starts_at, e.id))
 
 
-async def fetch_image(account: Account, node: KomradeNode, event_id: str) -> str | None:
-    """Fetch and decrypt the event's picture into the data directory; its path, or None if the event has none.
-    ChunksUnavailable / ContentError (never a partial picture) if it cannot be fetched whole."""
+async def fetch_image(account: Account, node: KomradeNode, event_id: str) -> bytes | None:
+    """The event's picture (JPEG bytes): from this device if fetched before (kept encrypted with the account's
+    data), else fetched whole from the network and kept; None if the event has none. ChunksUnavailable /
+    ContentError (never a partial picture) if it cannot be fetched whole."""
     from .posts import fetch_content
 
     ev = show(account, event_id)
     if ev.image is None:
         return None
+    name = pictures.event_name(ev.id)
+    kept = pictures.load(account, name)
+    if kept is not None:  # an edit never changes the picture
+        return kept
     picture = await fetch_content(node, ev.image[0], ev.image[1])
-    directory = account.data_dir / "images"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    path = directory / f"event-{ev.id}.jpg"
-    path.write_bytes(picture)
-    return str(path)
+    pictures.keep(account, name, picture)
+    return picture
 
 
 def show(account: Account, event_id: str) -> Event:

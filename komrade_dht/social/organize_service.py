@@ -375,9 +375,9 @@ class OrganizeService:
         ev = self._event(event_id)
         if ev.image is None:
             raise SocialNotFound(f"event {event_id} has no picture")
-        path = await events.fetch_image(self.account, self._node(), event_id)
-        assert path is not None
-        return await asyncio.to_thread(lambda: open(path, "rb").read())
+        picture = await events.fetch_image(self.account, self._node(), event_id)
+        assert picture is not None
+        return picture
 
     async def event(self, event_id: str) -> dict[str, Any]:
         """An event known here; for its host, also who answered what (or the counts, when answers are

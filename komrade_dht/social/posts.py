@@ -56,7 +56,6 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from .. import codec, geo, media
@@ -67,7 +66,7 @@ from ..errors import (
 )
 from ..node import KomradeNode
 from ..slots import DEFAULT_TTL, MAX_TTL, MAX_WIDTH, SlotParams
-from . import devices, dm, friends
+from . import devices, dm, friends, pictures
 from .account import Account
 
 log = logging.getLogger(__name__)
@@ -100,8 +99,9 @@ _CONTENT_TYPE = "post"
 
 @dataclass(frozen=True)
 class Post:
-    """A post as a feed shows it. ``author_*`` are None for an anonymous post. ``image`` is the path of the
-    decrypted picture on this device (None: no image, or ``image_error`` says why it could not be fetched)."""
+    """A post as a feed shows it. ``author_*`` are None for an anonymous post. ``image``: its picture was fetched
+    and is kept on this device, encrypted with the account's data (:func:`image` gives the bytes); False: no
+    picture, or not yet, or ``image_error`` says why it could not be fetched."""
 
     id: str
     feed: str
@@ -112,7 +112,7 @@ class Post:
     author_address: str | None
     posted_at: int
     expires_at: int
-    image: str | None = None
+    image: bool = False
     image_error: str | None = None
     area: list[float] | None = None
     """``[lat, lon, radius_km]`` of a local post (the published, coarsened centre)."""
@@ -380,6 +380,7 @@ async def burn_post(account: Account, node: KomradeNode, post_id: str) -> int:
     account.data.delete("my_post", key)
     for feed in FEEDS:
         account.data.delete("feed_post", feed.encode() + key)
+    pictures.forget(account, pictures.post_name(key))
     return burned
 
 
@@ -567,7 +568,7 @@ def forget_expired(account: Account, now: float | None = None) -> int:
         if record.get("expires_at", 0) <= now:
             key = bytes.fromhex(record["id"])
             account.data.delete("feed_post", record["feed"].encode() + key)
-            image_path(account, record["id"]).unlink(missing_ok=True)
+            pictures.forget(account, pictures.post_name(key))
             account.data.delete("image_pending", key)
             gone += 1
     for record in account.data.all("my_post"):
@@ -588,13 +589,11 @@ async def _read_slot(node: KomradeNode, slot: bytes, known: set[bytes]) -> Any:
     return await node.read_slot(slot, known, limits=limits)
 
 
-async def _save_image(account: Account, node: KomradeNode, post_id: str, ref: list[bytes]) -> str:
+async def _save_image(account: Account, node: KomradeNode, post_id: str, ref: list[bytes]) -> bool:
+    """Fetch a post's picture whole and keep it, encrypted (never a decrypted file on disk); ContentError if not."""
     picture = await fetch_content(node, *ref, max_length=MAX_IMAGE_BYTES)
-    directory = account.data_dir / "images"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    path = directory / f"{post_id}.jpg"
-    path.write_bytes(picture)
-    return str(path)
+    pictures.keep(account, pictures.post_name(_post_key(post_id)), picture)
+    return True
 
 
 async def _fetch_pending_images(account: Account, node: KomradeNode, feed: str, budget: int) -> None:
@@ -638,10 +637,10 @@ async def _materialise(account: Account, node: KomradeNode, feed: str, opened: e
             text = raw.decode("utf-8")[:MAX_CHARS]
         except (ContentError, UnicodeDecodeError) as exc:
             text = f"[the text of this post could not be fetched: {exc}]"
-    image_path = image_error = None
+    has_image, image_error = False, None
     if body.get("img") is not None and images:
         try:
-            image_path = await _save_image(account, node, opened.post_id.hex(), body["img"])
+            has_image = await _save_image(account, node, opened.post_id.hex(), body["img"])
         except ContentError as exc:
             image_error = str(exc)
             log.warning("image of post %s unavailable: %s", opened.post_id.hex()[:8], exc)
@@ -657,7 +656,7 @@ async def _materialise(account: Account, node: KomradeNode, feed: str, opened: e
     return Post(
         id=opened.post_id.hex(), feed=feed, text=text, anonymous=author is None, author_name=name,
         author_fingerprint=fingerprint, author_address=address, posted_at=opened.created,
-        expires_at=opened.expires_at, image=image_path, image_error=image_error,
+        expires_at=opened.expires_at, image=has_image, image_error=image_error,
         area=[float(v) for v in area] if area is not None else None,
         mine=author is not None and author.verify_key == account.identity.verify_key,
     )
@@ -699,7 +698,8 @@ def feed_posts(account: Account, feed: str, *, at: tuple[float, float] | None = 
     contains ``at`` (and, with ``radius_km``, whose centre is within that distance of ``at``). An author's signed
     posts beyond their first :data:`PER_AUTHOR_PER_PAGE` come after everyone else's."""
     now = time.time() if now is None else now
-    posts = [Post(**r) for r in account.data.all("feed_post") if r.get("feed") == feed]
+    # ``image`` was a file's path before pictures moved into the encrypted data: any value means "kept"
+    posts = [Post(**{**r, "image": bool(r.get("image"))}) for r in account.data.all("feed_post") if r.get("feed") == feed]
     posts = [p for p in posts if p.expires_at > now]
     if feed == "local":
         if at is None:
@@ -723,5 +723,6 @@ def feed_posts(account: Account, feed: str, *, at: tuple[float, float] | None = 
     return (ahead + behind)[offset : offset + limit]
 
 
-def image_path(account: Account, post_id: str) -> Path:
-    return account.data_dir / "images" / f"{_post_key(post_id).hex()}.jpg"
+def image(account: Account, post_id: str) -> bytes | None:
+    """The picture of a post read on this device (JPEG bytes, decrypted from the account's data), or None."""
+    return pictures.load(account, pictures.post_name(_post_key(post_id)))

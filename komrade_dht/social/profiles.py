@@ -33,7 +33,7 @@ from ..address import decode_address
 from ..errors import CodecError, ContentError, KomradeError, RecordError, RecordStale
 from ..node import KomradeNode
 from ..slots import MAX_TTL
-from . import friends
+from . import friends, pictures
 from .account import Account
 from .posts import _store_content, fetch_content
 
@@ -61,8 +61,8 @@ class Profile:
     visible: bool
     name: str | None = None
     bio: str | None = None
-    photo: str | None = None
-    """Path of the decrypted photo on this device."""
+    photo: bool = False
+    """The photo was fetched and is kept on this device, encrypted with the account's data (:func:`photo`)."""
     photo_error: str | None = None
     area: list[float] | None = None
     seq: int = 0
@@ -171,6 +171,12 @@ def my_profile(account: Account) -> dict:
                                                 "area": None, "seq": 0}
 
 
+def photo(account: Account, address_text: str) -> bytes | None:
+    """The photo of the profile at ``address_text`` as last shown on this device (JPEG bytes), or None."""
+    address = decode_address(address_text)
+    return pictures.load(account, pictures.profile_name(records.record_key(address.verify_key, SALT)))
+
+
 async def show_profile(
     account: Account,
     node: KomradeNode,
@@ -212,6 +218,9 @@ async def _decode(account: Account, node: KomradeNode, address: str, fingerprint
     if not isinstance(obj, dict) or obj.get("vis") not in VISIBILITIES:
         raise KomradeError("the profile is malformed")
     vis = obj["vis"]
+    kept = pictures.profile_name(record.key)
+    if photo:
+        pictures.forget(account, kept)  # what a reader is shown is this version's photo or none, never an older one
     base = dict(address=address, fingerprint=fingerprint, visibility=vis, seq=record.seq,
                 updated_at=min(record.seq, 2**32))
     inner = obj
@@ -239,16 +248,12 @@ async def _decode(account: Account, node: KomradeNode, address: str, fingerprint
     name, bio, ref = inner.get("name"), inner.get("bio"), inner.get("photo")
     if not (isinstance(name, str) and isinstance(bio, str)):
         raise KomradeError("the profile is malformed")
-    photo_path = photo_error = None
+    has_photo, photo_error = False, None
     if photo and isinstance(ref, list) and len(ref) == 2 and ref[0] != bytes(20):
         try:
-            picture = await fetch_content(node, ref[0], ref[1], max_length=200 * 1024)
-            directory = account.data_dir / "images"
-            directory.mkdir(mode=0o700, exist_ok=True)
-            path = directory / f"profile-{record.key.hex()}.jpg"
-            path.write_bytes(picture)
-            photo_path = str(path)
+            pictures.keep(account, kept, await fetch_content(node, ref[0], ref[1], max_length=200 * 1024))
+            has_photo = True
         except ContentError as exc:
             photo_error = str(exc)
-    return Profile(**base, visible=True, name=name[:MAX_NAME], bio=bio[:MAX_BIO], photo=photo_path,
+    return Profile(**base, visible=True, name=name[:MAX_NAME], bio=bio[:MAX_BIO], photo=has_photo,
                    photo_error=photo_error, area=[float(v) for v in area] if area else None)

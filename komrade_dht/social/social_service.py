@@ -170,10 +170,16 @@ class SocialService:
         return item
 
     def image(self, post_id: str) -> bytes:
-        path = posts.image_path(self.account, post_id)
-        if not path.is_file():
-            raise SocialNotFound(f"no image for post {post_id} on this device")
-        return path.read_bytes()
+        picture = posts.image(self.account, post_id)
+        if picture is None:
+            raise SocialNotFound(f"no image for post {post_id} on this device (read its feed first)")
+        return picture
+
+    def photo(self, address: str) -> bytes:
+        picture = profiles.photo(self.account, address)
+        if picture is None:
+            raise SocialNotFound("no photo of this profile on this device (show the profile first)")
+        return picture
 
     # -- friends -------------------------------------------------------------------------------------------
     def friends(self) -> dict[str, Any]:
