@@ -213,7 +213,7 @@ def cmd_event(args: argparse.Namespace) -> int:
 
 def _print_event(e: Any) -> None:
     fmt = lambda t: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))  # noqa: E731
-    state = "CANCELLED  " if e.cancelled else ""
+    state = ("CANCELLED  " if e.cancelled else "") + {"new": "NEW  ", "changed": "CHANGED  "}.get(e.unseen or "", "")
     host = "you" if e.hosting else ("anonymous" if e.anonymous_host else
                                     f"{truncate(e.host_name or '', 48)} [{printable(e.host_fingerprint or '')}]")
     print(f"{state}{truncate(e.title, 100)}  ({e.id})")
@@ -228,7 +228,7 @@ def _print_event(e: Any) -> None:
 async def _event(args: argparse.Namespace) -> int:
     from .cli import client_node
     from .social import dm, events
-    from .social.organize_service import answer_dict, counts_dict, event_dict
+    from .social.organize_service import answer_dict, counts_dict, event_dict, invitee_dict
 
     cmd = args.event_cmd
     image = args.image.read_bytes() if cmd == "create" and args.image is not None else None
@@ -303,6 +303,9 @@ async def _event(args: argparse.Namespace) -> int:
                         counts = await events.answer_counts(account, node, args.event_id)
                     elif ev.hosting:
                         answers = await events.answers(account, node, args.event_id)
+                    invited = events.invitees(account, args.event_id) if ev.hosting else None
+                    if not ev.hosting:
+                        ev = events.mark_seen(account, args.event_id)  # shown below: no longer new or changed
         if cmd == "list":
             if args.json:
                 print(json.dumps({"events": [event_dict(e) for e in found]}))
@@ -324,6 +327,8 @@ async def _event(args: argparse.Namespace) -> int:
             doc["answers"] = [answer_dict(a) for a in answers]
         if counts is not None:
             doc["counts"] = counts_dict(counts)
+        if invited is not None:
+            doc["invitees"] = [invitee_dict(i) for i in invited]
         print(json.dumps(doc))
         return 0
     _print_event(ev)
@@ -339,6 +344,11 @@ async def _event(args: argparse.Namespace) -> int:
         print(f"    answers ({len(answers)}):" if answers else "    no answers yet")
         for a in answers:
             print(f"      {a.answer:<10} {truncate(a.name, 48)} [{printable(a.fingerprint)}]")
+    if invited is not None:
+        print(f"    invited ({len(invited)}):" if invited else "    nobody invited yet")
+        for i in invited:
+            print(f"      {(i.answer or 'no answer'):<10} {truncate(i.name or '(not a contact)', 48)} "
+                  f"[{printable(i.fingerprint)}]  {printable(i.address)}")
     return 0
 
 

@@ -595,7 +595,8 @@ class UserService:
             self.last_sync_error = None
         for message in new:
             self.events.publish("message", asdict(message))
-        self.organize.announce()  # invitations, collective keys and join requests that came with it
+        # invitations, collective keys and join requests that came with it; edits of the events you are invited to
+        await self.organize.refresh_invitations()
         await self._check_status()
         return new
 

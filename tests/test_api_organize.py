@@ -45,6 +45,11 @@ class User:
                 return response.status, body
 
 
+async def _version_known(u: Any, event_id: str, version: int) -> bool:
+    """The user's node has pulled ``version`` of the invitation (with a sync: no one opened it)."""
+    return any(e["id"] == event_id and e["version"] >= version for e in (await u.org.events())["invitations"])
+
+
 async def refused(call: Any, status: int, words: str) -> None:
     try:
         await call
@@ -144,6 +149,7 @@ async def events_slice(alice: User, bob: User, carol: User) -> None:
     for u in (bob, carol):
         [inv] = await wait_for(lambda u=u: invited(u), timeout=30, interval=0.3)
         assert (inv["title"], inv["host"], inv["anonymous_host"], inv["hosting"]) == ("Rally", None, True, False)
+        assert (inv["unseen"], inv["seen_version"]) == ("new", None)
     # no picture on this one: 404 with a reason; an unknown event: 404 too
     await refused(bob.org.picture(event_id), 404, "no picture")
     await refused(bob.org.picture("00" * 16), 404, "no event")
@@ -172,6 +178,11 @@ async def events_slice(alice: User, bob: User, carol: User) -> None:
     shown = await wait_for(answered, timeout=30, interval=0.3)
     assert sorted((a["who"], a["answer"]) for a in shown["answers"]) == [("Bob", "going"), ("Carol", "not-going")]
     assert shown["counts"] == {"going": 1, "maybe": 0, "not-going": 1}
+    assert sorted((i["address"], i["answer"]) for i in shown["invitees"]) == sorted(
+        [(bob.address, "going"), (carol.address, "not-going")])
+    # opening an invitation marks the version shown; the list then says nothing is new
+    assert (await bob.org.event(event_id))["unseen"] is None
+    assert [e["unseen"] for e in (await bob.org.events())["invitations"] if e["id"] == event_id] == [None]
 
     edited = await alice.org.edit_event(event_id, title="Rally, moved", place="the park")
     assert (edited["title"], edited["version"]) == ("Rally, moved", 2)
@@ -181,6 +192,13 @@ async def events_slice(alice: User, bob: User, carol: User) -> None:
             got = await u.org.refresh_event(event_id)
             return got if got["cancelled"] else None
 
+        if u is bob:  # a sync pulls the edits of his invitations; he last saw version 1, so his list says "changed"
+            async def pulled() -> bool:
+                await bob.client.sync()
+                return await _version_known(bob, event_id, 3)
+
+            await wait_for(pulled, timeout=30, interval=0.3)
+            assert [e["unseen"] for e in (await bob.org.events())["invitations"] if e["id"] == event_id] == ["changed"]
         got = await wait_for(cancelled, timeout=30, interval=0.3)
         assert (got["title"], got["place"], got["version"]) == ("Rally, moved", "the park", 3)
     # the update reached Bob's stream too

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from . import app_driver as ui  # sets Kivy's environment first
+from komrade_dht.address import decode_address
+
 from .support import start_relays
 from .test_app import BOB_PASS, bg, close, create_identity, make_app, rail, start, stop_all  # noqa: F401 (bg: fixture)
 
@@ -47,6 +49,7 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             (code_b, out_b, err_b), (code_c, out_c, err_c) = await people
             assert code_b == 0 and code_c == 0, err_b + err_c
             bob_address, carol_address = out_b.splitlines()[1], out_c.splitlines()[1]
+            bob_fp = decode_address(bob_address).public.fingerprint()
             code, out, err = await ui.komrade(bob_dir, "post", *net, "meet at the square", passphrase=BOB_PASS)
             assert code == 0, err
             ui.mark("Bob posted")
@@ -111,6 +114,9 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
             answers = detail.answers_list
             await ui.press_until(detail.refresh_button, lambda: any("Going: Bob" in w.text for w in answers.children),
                                  60, lambda: f"Bob's answer shown: {[w.text for w in detail.answers_list.children]}")
+            # whom the host invited, with the answer each gave (names from the host's contacts)
+            assert [w.text for w in detail.invitees_list.children] == [f"Bob  [{bob_fp}]  ·  Going"], \
+                [w.text for w in detail.invitees_list.children]
             await ui.screenshot("19-event-host")
             await ui.press(detail.edit_button)
             await ui.until(lambda: detail.edit_box.parent is not None, 10, "the edit form")
@@ -145,6 +151,10 @@ def test_votes_events_collectives_screens(tmp_path: Path, bg: ui.LoopThread,  # 
                            lambda: f"answered: {detail.error.text} {app.notices[-3:]}")
             assert detail.answer_buttons["maybe"].style == "filled"
             await ui.screenshot("21-event-invited")
+            # opened once, it is no longer new: the node keeps the version Alice saw (encrypted with her data)
+            await ui.press(rail(app, "events"))
+            await ui.until(lambda: picnic in events.cards and events.cards[picnic].summary == "answered: Maybe", 30,
+                           lambda: f"seen: {events.cards[picnic].summary if picnic in events.cards else None}")
             # anonymous answers: the host sees counts only, and invites no one later
             await open_new_event(app)
             new.title_field.text = "Vote on the strike"

@@ -62,12 +62,17 @@ def test_vote_pin_event_collective_through_the_cli(tmp_path: Path, relays, monke
     event_id = out.split("\n")[0]
     assert re.fullmatch(r"[0-9a-f]{32}", event_id) and "invited 1" in out
     listed = json.loads(run(["event", "list", *net, "--json"], bob).stdout)["events"]
-    assert [(e["title"], e["anonymous_host"], e["host"]) for e in listed] == [("Picnic", True, None)]
+    assert [(e["title"], e["anonymous_host"], e["host"], e["unseen"]) for e in listed] == [("Picnic", True, None, "new")]
+    assert "NEW  Picnic" in run(["event", "list", *net], bob).stdout
     assert run(["event", "answer", *net, event_id, "going"], bob).stdout.startswith("answered going")
     shown = json.loads(run(["event", "show", *net, event_id, "--json"], alice).stdout)
     assert [(a["who"], a["answer"]) for a in shown["answers"]] == [("Bob", "going")]
+    assert [(i["name"], i["address"], i["answer"]) for i in shown["invitees"]] == [("Bob", b_addr, "going")]
+    assert re.search(r"invited \(1\):\n\s+going\s+Bob \[", run(["event", "show", *net, event_id], alice).stdout)
     run(["event", "cancel", *net, event_id], alice)
-    assert json.loads(run(["event", "show", *net, event_id, "--json"], bob).stdout)["cancelled"] is True
+    shown = json.loads(run(["event", "show", *net, event_id, "--json"], bob).stdout)
+    assert shown["cancelled"] is True and shown["unseen"] is None and "invitees" not in shown  # shown: now seen
+    assert "NEW" not in run(["event", "list", *net], bob).stdout
     assert "no invitation" in one_error_line(run(["event", "show", *net, "00" * 16], bob, check=False))
 
     # collectives: found with Bob, Bob sees it; bad input is one line

@@ -18,7 +18,7 @@ from komrade_dht import envelope as env
 from komrade_dht.errors import KomradeError
 from komrade_dht.identity import Identity
 from komrade_dht.node import KomradeNode, NodeConfig
-from komrade_dht.social import dm, events
+from komrade_dht.social import Account, dm, events
 
 from .support import CHEAP_POW, account, client, files_containing, shutdown, start_relays, wait_for
 
@@ -157,10 +157,16 @@ async def _titled(person: Any, node: KomradeNode, event_id: str, title: str) -> 
     return (await events.refresh_event(person, node, event_id)).title == title
 
 
+async def _titled_place(person: Any, node: KomradeNode, event_id: str) -> Any:
+    """The invitation once its edit (place "the back room") has been pulled, else None."""
+    ev = await events.refresh_event(person, node, event_id)
+    return ev if ev.place == "the back room" else None
+
+
 def test_named_host_is_shown_and_sees_who_answered(tmp_path: Path) -> None:
     async def scenario() -> None:
         relays = await start_relays(tmp_path / "net", 5, CONFIG)
-        host, ann = account(tmp_path, "Hal"), account(tmp_path, "Ann")
+        host, ann, bo = account(tmp_path, "Hal"), account(tmp_path, "Ann"), account(tmp_path, "Bo")
         nodes = [await client(relays[1].address, CONFIG), await client(relays[3].address, CONFIG)]
         try:
             now = int(time.time())
@@ -168,7 +174,15 @@ def test_named_host_is_shown_and_sees_who_answered(tmp_path: Path) -> None:
             Image.frombytes("RGB", (64, 48), os.urandom(64 * 48 * 3)).save(photo, format="JPEG")
             ev = await events.create_event(host, nodes[0], "Reading group", now + 60, now + 3600,
                                            image=photo.getvalue())
+            assert events.invitees(host, ev.id) == []
+            host.add_contact(ann.address.text, "Annie")  # the host's own name for her; Bo is no contact
             await events.invite(host, nodes[0], ev.id, [ann.address.text])
+            await events.invite(host, nodes[0], ev.id, [bo.address.text])
+            assert events.invitees(host, ev.id) == [
+                events.Invitee("Annie", ann.address.text, ann.fingerprint, None),
+                events.Invitee("", bo.address.text, bo.fingerprint, None)]
+            with pytest.raises(KomradeError, match="you host no event"):
+                events.invitees(ann, ev.id)
 
             async def invited() -> Any:
                 await dm.sync_inbox(ann, nodes[1])
@@ -176,6 +190,15 @@ def test_named_host_is_shown_and_sees_who_answered(tmp_path: Path) -> None:
 
             [got] = await wait_for(invited, 20)
             assert (got.anonymous_host, got.host_name, got.host_fingerprint) == (False, "Hal", host.fingerprint)
+            # new until shown; shown is kept with the invitation (encrypted), so it survives closing the account
+            assert (got.seen_version, got.unseen) == (None, "new")
+            assert events.mark_seen(ann, ev.id).unseen is None
+            ann.close()
+            ann = Account.open(ann.data_dir, "Ann passphrase")
+            assert [(e.seen_version, e.unseen) for e in events.invitations(ann)] == [(1, None)]
+            await events.edit_event(host, nodes[0], ev.id, place="the back room")
+            assert (await wait_for(lambda: _titled_place(ann, nodes[1], ev.id), 20)).unseen == "changed"
+            assert events.mark_seen(ann, ev.id).seen_version == 2
             picture = await events.fetch_image(ann, nodes[1], ev.id)
             assert picture is not None and Image.open(io.BytesIO(picture)).size == (64, 48)
             assert not files_containing(ann.data_dir, picture[-1024:-512]), "the picture is kept encrypted"
@@ -185,10 +208,11 @@ def test_named_host_is_shown_and_sees_who_answered(tmp_path: Path) -> None:
             async def answered() -> Any:
                 return [(x.name, x.answer, x.fingerprint) for x in await events.answers(host, nodes[0], ev.id)]
 
-            assert await wait_for(answered, 20) == [("Ann", "going", ann.fingerprint)]
+            assert await wait_for(answered, 20) == [("Annie", "going", ann.fingerprint)]
+            assert [(i.name, i.answer) for i in events.invitees(host, ev.id)] == [("Annie", "going"), ("", None)]
             assert [e.id for e in events.hosted(host)] == [ev.id]
         finally:
-            await shutdown([*nodes, *relays], (host, ann))
+            await shutdown([*nodes, *relays], (host, ann, bo))
 
     run(scenario())
 

@@ -34,15 +34,15 @@ def parse_time(text: str, what: str) -> int:
         raise ValueError(f"{what}: a date and time like 2026-12-01 18:00, not {text!r}") from None
 
 
-def _state(ev: dict[str, Any], seen: dict[str, int]) -> str:
-    """What an invitation's line says about it: cancelled, changed since you opened it, new, or your answer."""
+def _state(ev: dict[str, Any]) -> str:
+    """What an invitation's line says about it: cancelled, changed since you opened it, new, or your answer (the
+    node keeps which version you last opened, encrypted with your data, so this survives a restart)."""
     if ev.get("cancelled"):
         return "cancelled"
-    version = int(ev.get("version") or 0)
-    if ev["id"] not in seen:
+    if ev.get("unseen") == "new":
         return "new" + (f", you answered {ANSWER_TITLES.get(ev['my_answer'], ev['my_answer'])}"
                         if ev.get("my_answer") else "")
-    if version > seen[ev["id"]]:
+    if ev.get("unseen") == "changed":
         return "changed since you looked"
     if ev.get("my_answer"):
         return f"answered: {ANSWER_TITLES.get(ev['my_answer'], ev['my_answer'])}"
@@ -70,7 +70,6 @@ class EventsScreen(BaseScreen):
         self.error = error_label()
         self.hosted_box, self.invited_box = column(spacing=8), column(spacing=8)
         self.cards: dict[str, Any] = {}
-        self.seen: dict[str, int] = {}  # event id -> the version last opened here (what "changed" compares to)
         for widget in (row(self.new_button), self.error, label("You host", style="Title", role="medium"),
                        self.hosted_box, label("Invitations", style="Title", role="medium"), self.invited_box):
             self.body.add_widget(widget)
@@ -97,7 +96,7 @@ class EventsScreen(BaseScreen):
                 box.add_widget(self._card(ev))
 
     def _card(self, ev: dict[str, Any]) -> Any:
-        state = ("cancelled" if ev.get("cancelled") else "hosting") if ev.get("hosting") else _state(ev, self.seen)
+        state = ("cancelled" if ev.get("cancelled") else "hosting") if ev.get("hosting") else _state(ev)
         title = label(ev["title"], style="Title", role="small")
         parts = [title, label(_span(ev), role="medium"), label(f"host: {_host(ev)}  ·  {state}", role="small")]
         card = MDCard(column(*parts, spacing=2), style="outlined", size_hint_y=None, padding=dp(10),
@@ -108,8 +107,7 @@ class EventsScreen(BaseScreen):
         return card
 
     def open(self, ev: dict[str, Any]) -> None:
-        self.seen[ev["id"]] = int(ev.get("version") or 0)
-        self.app.show("event", event_id=ev["id"])
+        self.app.show("event", event_id=ev["id"])  # showing it there marks this version seen
 
 
 class EventScreen(BaseScreen):
@@ -125,6 +123,7 @@ class EventScreen(BaseScreen):
         self.answer_box = column(label("Your answer (only the host can read it)", style="Title", role="small"),
                                  answers, spacing=4)
         self.answers_list = column(spacing=2)
+        self.invitees_list = column(spacing=2)
         self.edit_button = button("Edit", self.toggle_edit, style="outlined", icon="pencil")
         self.cancel_button = button("Cancel the event", self.ask_cancel, style="outlined", icon="cancel")
         self.title_field, self.place_field = field("Title"), field("Place")
@@ -140,6 +139,7 @@ class EventScreen(BaseScreen):
                                  self.invite_button, spacing=6)
         self.invite_slot = column(spacing=0)
         self.host_box = column(label("Answers", style="Title", role="small"), self.answers_list,
+                               label("Invited", style="Title", role="small"), self.invitees_list,
                                row(self.edit_button, self.cancel_button), self.edit_slot, self.invite_slot,
                                spacing=6)
         self.role_slot = column(spacing=0)
@@ -197,6 +197,7 @@ class EventScreen(BaseScreen):
         show_if(self.role_slot, self.host_box, hosting)
         if hosting:
             self._show_answers(ev)
+            self._show_invitees(ev)
             for widget in (self.edit_button, self.cancel_button, self.invite_button, self.save_button):
                 widget.disabled = bool(ev.get("cancelled"))
             # anonymous answers: the ring of the answers is the list invited at creation, so no one joins later
@@ -219,6 +220,18 @@ class EventScreen(BaseScreen):
             self.answers_list.add_widget(label(
                 f"{ANSWER_TITLES.get(a['answer'], a['answer'])}: {who}" + (f"  [{fp}]" if fp else ""),
                 role="medium"))
+
+    def _show_invitees(self, ev: dict[str, Any]) -> None:
+        """Whom you invited; with their answer unless answers are anonymous (then nobody's answer is known)."""
+        self.invitees_list.clear_widgets()
+        people = ev.get("invitees") or []
+        if not people:
+            self.invitees_list.add_widget(label("Nobody yet: invite contacts below.", role="medium"))
+        anonymous = bool(ev.get("anonymous_answers"))
+        for i in people:
+            who = i.get("name") or "not a contact"
+            state = "" if anonymous else f"  ·  {ANSWER_TITLES.get(i['answer'], i['answer']) if i.get('answer') else 'no answer yet'}"
+            self.invitees_list.add_widget(label(f"{who}  [{i['fingerprint']}]{state}", role="medium"))
 
     def answer(self, answer: str) -> None:
         organize = api_for(self, OrganizeApi)

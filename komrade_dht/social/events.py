@@ -106,6 +106,16 @@ class Event:
     my_answer: str | None = None
     image: list[bytes] | None = field(default=None, repr=False)
     anonymous_answers: bool = False
+    seen_version: int | None = None
+    """An invitation: the version last shown to this device's user (:func:`mark_seen`), None if never shown; a
+    higher :attr:`version` means it changed since. For the host, always the current version."""
+
+    @property
+    def unseen(self) -> str | None:
+        """``"new"`` (never shown), ``"changed"`` (edited or cancelled since it was last shown) or None."""
+        if self.seen_version is None:
+            return "new"
+        return "changed" if self.version > self.seen_version else None
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,18 @@ class Answer:
     fingerprint: str
     answer: str
     at: int
+
+
+@dataclass(frozen=True)
+class Invitee:
+    """Someone the host invited: their name in the host's contacts, else the name they gave with their answer, else
+    ""; address and fingerprint; their answer as last read by :func:`answers` (None: none yet, or answers are
+    anonymous)."""
+
+    name: str
+    address: str
+    fingerprint: str
+    answer: str | None
 
 
 # -- details ------------------------------------------------------------------------------------------------------
@@ -179,7 +201,8 @@ def _event(record: dict[str, Any], hosting: bool) -> Event:
     host = record.get("host")
     return Event(record["id"].hex(), d["t"], d["s"], d["e"], d["p"], d["pos"], d["d"], d["v"], d["x"], hosting,
                  record["anon"], host["name"] if host else None, host["fingerprint"] if host else None,
-                 record.get("answer"), d["img"], bool(record.get("aa")))
+                 record.get("answer"), d["img"], bool(record.get("aa")),
+                 d["v"] if hosting else record.get("seen"))
 
 
 def _event_key(event_id: str) -> bytes:
@@ -375,6 +398,21 @@ async def answer_counts(account: Account, node: KomradeNode, event_id: str, *,
     return {"going": t.up, "maybe": t.voters - t.up - t.down, "not going": t.down}
 
 
+def invitees(account: Account, event_id: str) -> list[Invitee]:
+    """Whom the host invited (this device's record, no network), by name then address, each with their answer
+    as last read by :func:`answers` (call it first for fresh ones; always None when answers are anonymous)."""
+    record = _hosted(account, event_id)
+    got = record.get("answers", {}) if not record.get("aa") else {}
+    out = []
+    for key_hex, address in record["invitees"].items():
+        key = bytes.fromhex(key_hex)
+        contact = account.contact(key)
+        answer = got.get(key_hex)
+        name = contact.name if contact else (answer[1][0] if answer else "")
+        out.append(Invitee(name, address, PublicIdentity(key).fingerprint(), answer[1][2] if answer else None))
+    return sorted(out, key=lambda i: (i.name == "", i.name.lower(), i.address))
+
+
 # -- invitees -----------------------------------------------------------------------------------------------------
 def receive_invite(account: Account, opened: env.Opened, slot: bytes, now: float) -> None:
     """An ``event-invite`` found by a sync: keep it (a newer version of the details replaces an older one)."""
@@ -402,6 +440,7 @@ def receive_invite(account: Account, opened: env.Opened, slot: bytes, now: float
     record = {"id": obj["id"], "secret": obj["k"], "ek": obj["ek"], "anon": host is None, "details": details,
               "aa": isinstance(ri, bytes) and len(ri) == 32, "ri": ri if isinstance(ri, bytes) else None,
               "answer": old.get("answer") if old else None, "seq": old.get("seq", 0) if old else 0,
+              "seen": old.get("seen") if old else None,
               "host": None if host is None else {
                   "name": (account.contact(opened.sender.verify_key).name
                            if account.contact(opened.sender.verify_key) else host[0][:64]),
@@ -411,6 +450,19 @@ def receive_invite(account: Account, opened: env.Opened, slot: bytes, now: float
 
 
 dm.RECEIVERS[INVITE_TYPE] = receive_invite
+
+
+def mark_seen(account: Account, event_id: str) -> Event:
+    """Remember that this device's user was shown the invitation's current version (what "new" and "changed"
+    compare to: :attr:`Event.unseen`). Kept with the invitation, encrypted; a no-op for an event you host."""
+    key = _event_key(event_id)
+    record = account.data.get("event_invite", key)
+    if record is None:
+        return _event(_hosted(account, event_id), True)
+    if record.get("seen") != record["details"]["v"]:
+        record["seen"] = record["details"]["v"]
+        account.data.put("event_invite", key, record)
+    return _event(record, False)
 
 
 def _invited(account: Account, event_id: str) -> dict[str, Any]:
@@ -429,6 +481,7 @@ async def refresh_event(account: Account, node: KomradeNode, event_id: str, *, n
     record = _invited(account, event_id)
     now = time.time() if now is None else now
     got = await node.read_slot(event_slot(key))
+    record = _invited(account, event_id)  # read again: an answer or a "seen" may have been kept while we waited
     for data in got.wanted:
         try:
             opened = env.open_shared(data, record["secret"], now)

@@ -17,6 +17,7 @@ sync).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any, Awaitable, Callable
 
@@ -34,6 +35,9 @@ from .social_service import SocialNotFound, _image, _number, _position
 TALLY_ON_REFRESH = 50
 #: Vote slots read at once when tallying several posts.
 TALLY_PARALLEL = 8
+#: Invitations whose updates one sync pulls at once.
+REFRESH_PARALLEL = 4
+log = logging.getLogger(__name__)
 _ANSWER_OUT = {"going": "going", "maybe": "maybe", "not going": "not-going"}
 _ANSWER_IN = {v: k for k, v in _ANSWER_OUT.items()}
 _PIN_VOTE = {"up": "confirm", "down": "dismiss"}
@@ -55,11 +59,16 @@ def event_dict(e: events.Event) -> dict[str, Any]:
             "hosting": e.hosting, "anonymous_host": e.anonymous_host, "host": e.host_name,
             "host_fingerprint": e.host_fingerprint, "cancelled": e.cancelled,
             "my_answer": _ANSWER_OUT.get(e.my_answer or ""), "version": e.version,
-            "anonymous_answers": e.anonymous_answers}
+            "anonymous_answers": e.anonymous_answers, "seen_version": e.seen_version, "unseen": e.unseen}
 
 
 def answer_dict(a: events.Answer) -> dict[str, Any]:
     return {"who": a.name, "fingerprint": a.fingerprint, "answer": _ANSWER_OUT[a.answer], "at": a.at}
+
+
+def invitee_dict(i: events.Invitee) -> dict[str, Any]:
+    return {"name": i.name, "address": i.address, "fingerprint": i.fingerprint,
+            "answer": _ANSWER_OUT[i.answer] if i.answer else None}
 
 
 def counts_dict(counts: dict[str, int]) -> dict[str, int]:
@@ -245,6 +254,23 @@ class OrganizeService:
         self.announce(publish=False)  # what the device holds at start is not news
 
     # -- what arrived with a sync -------------------------------------------------------------------------------
+    async def refresh_invitations(self) -> None:
+        """Pull the edits and cancellations of the events you are invited to (those not cancelled; ended ones are
+        forgotten), a few at a time, then announce what changed: an invitation's line can say "changed" before you
+        open it. One slot read per invitation; a failed one waits for the next sync."""
+        node = self._node()
+        gate = asyncio.Semaphore(REFRESH_PARALLEL)
+
+        async def one(event_id: str) -> None:
+            async with gate:
+                try:
+                    await events.refresh_event(self.account, node, event_id)
+                except KomradeError as exc:
+                    log.info("could not refresh event %s: %s", event_id[:8], exc)
+
+        await asyncio.gather(*(one(e.id) for e in events.invitations(self.account) if not e.cancelled))
+        self.announce()
+
     def announce(self, publish: bool = True) -> None:
         """Publish an ``invitation`` per invitation that is new or changed and a ``collective`` per collective whose
         keys or queued join requests grew since the last call."""
@@ -380,9 +406,10 @@ class OrganizeService:
         return picture
 
     async def event(self, event_id: str) -> dict[str, Any]:
-        """An event known here; for its host, also who answered what (or the counts, when answers are
-        anonymous), read from the network now."""
-        ev = self._event(event_id)
+        """An event known here, marked seen (its user is shown this version); for its host, also whom they invited
+        and who answered what (or the counts, when answers are anonymous), read from the network now."""
+        self._event(event_id)
+        ev = events.mark_seen(self.account, event_id)
         out = event_dict(ev)
         if ev.hosting:
             node = self._node()
@@ -393,6 +420,7 @@ class OrganizeService:
                 got = await events.answers(self.account, node, event_id)
                 out["answers"] = [answer_dict(a) for a in got]
                 out["counts"] = {v: sum(1 for a in got if a.answer == k) for k, v in _ANSWER_OUT.items()}
+            out["invitees"] = [invitee_dict(i) for i in events.invitees(self.account, event_id)]
         return out
 
     async def refresh_event(self, event_id: str) -> dict[str, Any]:
