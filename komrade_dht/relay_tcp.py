@@ -26,6 +26,12 @@ burn       ``key``, ``secret``, ``slots`` (<= 8)       ``deleted``: holders that
 put_record ``record`` (a signed mutable record)          ``acks``: holders that accepted it (after this relay verified it)
 get_record ``key`` (20 bytes)                          ``record``: the newest valid one its holders gave (or nil); the
                                                        client verifies it again (a relay cannot forge one)
+store      ``blobs`` (<= 64 envelopes)                 ``stored``: how many (every one, or the error ``unavailable``),
+                                                       each under its own id on the id's holders (content chunks: a
+                                                       post's picture and long text, an event's picture), after this
+                                                       relay checked format and proof of work
+get_blobs  ``ids`` (<= 64 ids)                         ``blobs``: the envelopes stored under those ids that holders
+                                                       gave (each checked against its id here and by the client)
 =========  ==========================================  ===============================================================
 
 **Error codes**: ``bad_frame`` (not a msgpack map, or a length of 0), ``too_large`` (frame over the limit),
@@ -76,6 +82,8 @@ HEADS_PAGE_BYTES = 256 * 1024
 MAX_FETCH = 32
 #: Most slots per ``burn``.
 MAX_BURN_SLOTS = 8
+#: Most content blobs per ``store`` or ``get_blobs`` (64 of the largest envelope class fit a frame many times).
+MAX_BLOBS = 64
 ID_LEN = 20
 
 
@@ -287,6 +295,8 @@ class TcpService:
                 "burn": self._burn,
                 "put_record": self._put_record,
                 "get_record": self._get_record,
+                "store": self._store,
+                "get_blobs": self._get_blobs,
             }.get(op)
             if handler is None:
                 raise _Refusal("unknown_op", f"unknown op {op[:32]!r}")
@@ -420,3 +430,27 @@ class TcpService:
     async def _get_record(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
         key = _bytes(req, "key", records.KEY_BYTES)
         return {"record": await self._dht(self.node.get_record(key))}
+
+    async def _store(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
+        blobs = req.get("blobs")
+        if not isinstance(blobs, list) or not 1 <= len(blobs) <= MAX_BLOBS or not all(
+            isinstance(b, bytes) and len(b) <= max(env.SIZE_CLASSES) for b in blobs
+        ):
+            raise _Refusal("bad_request", f"'blobs' must be a list of 1..{MAX_BLOBS} envelopes")
+        for data in blobs:
+            try:
+                env.parse_outer(data)
+            except EnvelopeError as exc:
+                raise _Refusal("bad_envelope", str(exc)) from None
+            if not env.check_pow(data, self.node.config.pow, env.NO_SLOT):
+                raise _Refusal("bad_pow", "a blob lacks the proof of work this network asks for content")
+        return {"stored": int(await self._dht(self.node.store_blobs(blobs)))}
+
+    async def _get_blobs(self, req: dict[str, Any], state: dict[str, _ReadState]) -> dict[str, Any]:
+        ids = req.get("ids")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BLOBS or not all(
+            isinstance(i, bytes) and len(i) == ID_LEN for i in ids
+        ):
+            raise _Refusal("bad_request", f"'ids' must be a list of 1..{MAX_BLOBS} 20-byte ids")
+        found = await self._dht(self.node.fetch_blobs(list(dict.fromkeys(ids))))
+        return {"blobs": list(found.values())}

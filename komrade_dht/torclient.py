@@ -32,8 +32,8 @@ from typing import Any, AsyncIterator, Callable, Sequence
 from . import codec, records
 from . import envelope as env
 from .errors import CodecError, EnvelopeError, NetworkError, RecordError
-from .node.reader import ReadResult
-from .relay_tcp import ID_LEN, MAX_FETCH, MAX_KNOWN, MAX_REPLY, PROTOCOL_VERSION
+from .node.reader import ReadLimits, ReadResult
+from .relay_tcp import ID_LEN, MAX_BLOBS, MAX_FETCH, MAX_KNOWN, MAX_REPLY, PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ class RelayError(NetworkError):
 
 #: Relay answers worth trying another relay (or another circuit) for.
 RETRYABLE = {"busy", "timeout", "unavailable", "internal"}
+#: Blob actions (each a circuit) at once: a 200 KB picture is about four of them.
+BLOB_ACTIONS = 4
 
 
 async def socks5_connect(
@@ -159,13 +161,16 @@ class Connection:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """The node-like configuration the social layer reads (``config.pow``)."""
+    """The node-like configuration the social layer reads: ``pow``, and ``read`` (a feed sizes its reads from it;
+    the relay's own read limits are what apply)."""
 
     pow: env.PowParams = env.PowParams()
+    read: ReadLimits = ReadLimits()
 
 
 class TorClient:
-    """The operations ``send_dm`` / ``sync_inbox`` / ``burn`` need, through relays' TCP services over Tor.
+    """The operations the social layer needs (slots, content blobs, records, burns), through relays' TCP services
+    over Tor.
 
     ``relays``: (host, port) of relays' TCP services (IP addresses, names or .onion names); ``socks``: Tor's SOCKS
     port, or None to connect directly (not anonymous: tests only). ``pow``: the network's proof-of-work
@@ -357,6 +362,66 @@ class TorClient:
             return deleted
 
         return await self._action(work)  # type: ignore[no-any-return]
+
+    async def store_blobs(self, blobs: list[bytes], concurrency: int = 16) -> int:
+        """As :meth:`KomradeNode.store_blobs` (a post's or an event's chunks), through relays: :data:`MAX_BLOBS` per
+        action, each action on its own circuit, :data:`BLOB_ACTIONS` at a time. Returns how many
+        were stored; NetworkError if a batch could not be (after the retries every action gets)."""
+        for data in blobs:
+            env.parse_outer(data)
+        batches = [blobs[i : i + MAX_BLOBS] for i in range(0, len(blobs), MAX_BLOBS)]
+        gate = asyncio.Semaphore(min(BLOB_ACTIONS, max(1, concurrency)))
+
+        async def one(batch: list[bytes]) -> int:
+            async def work(conn: Connection) -> int:
+                stored = (await conn.call("store", blobs=batch)).get("stored")
+                if not isinstance(stored, int) or isinstance(stored, bool) or stored != len(batch):
+                    raise NetworkError("the relay's store reply does not count every blob as stored")
+                return stored
+
+            async with gate:
+                return await self._action(work)  # type: ignore[no-any-return]
+
+        return sum(await asyncio.gather(*(one(b) for b in batches)))
+
+    async def fetch_blobs(self, ids: list[bytes], concurrency: int = 16) -> dict[bytes, bytes]:
+        """As :meth:`KomradeNode.fetch_blobs`, through relays (:data:`MAX_BLOBS` ids per action, each on its own
+        circuit): the envelopes found, each checked against its id here; ids no relay produced are absent (the
+        caller fetches them again), as are the ids of a batch whose every attempt failed."""
+        wanted = list(dict.fromkeys(ids))
+        batches = [wanted[i : i + MAX_BLOBS] for i in range(0, len(wanted), MAX_BLOBS)]
+        gate = asyncio.Semaphore(min(BLOB_ACTIONS, max(1, concurrency)))
+
+        async def one(batch: list[bytes]) -> dict[bytes, bytes]:
+            asked = set(batch)
+
+            async def work(conn: Connection) -> dict[bytes, bytes]:
+                found = (await conn.call("get_blobs", ids=batch)).get("blobs")
+                if not isinstance(found, list):
+                    raise NetworkError("the relay's get_blobs reply carries no blobs")
+                out: dict[bytes, bytes] = {}
+                for data in found:
+                    if not isinstance(data, bytes):
+                        continue
+                    try:
+                        env.parse_outer(data)
+                    except EnvelopeError:
+                        continue
+                    if env.envelope_id(data) in asked:  # self-certifying: a relay cannot substitute a blob
+                        out[env.envelope_id(data)] = data
+                return out
+
+            async with gate:
+                try:
+                    return await self._action(work)  # type: ignore[no-any-return]
+                except (NetworkError, RelayError) as exc:
+                    log.info("a batch of %d blobs could not be fetched: %s", len(batch), exc)
+                    return {}
+
+        found: dict[bytes, bytes] = {}
+        for part in await asyncio.gather(*(one(b) for b in batches)):
+            found.update(part)
+        return found
 
     async def put_record(self, data: bytes) -> int:
         """Have a relay store a signed mutable record on its key's holders; how many accepted it."""

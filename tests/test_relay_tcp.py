@@ -163,6 +163,14 @@ def test_refusals_are_error_codes_never_tracebacks(tmp_path: Path) -> None:
             bad = {"v": 1, "op": "publish", "slot": os.urandom(20), "envelope": b"\x01" * 512}
             assert (await raw_call(tcp, framed(bad)))["error"] == "bad_envelope"
             assert (await raw_call(tcp, framed({"v": 1, "op": "heads", "offset": 0})))["error"] == "no_read"
+            # content blobs: a list of envelopes with this network's work for content, ids of 20 bytes
+            assert (await raw_call(tcp, framed({"v": 1, "op": "store", "blobs": []})))["error"] == "bad_request"
+            assert (await raw_call(tcp, framed({"v": 1, "op": "store", "blobs": [b"\x01" * 512]})))[
+                "error"] == "bad_envelope"
+            assert (await raw_call(tcp, framed({"v": 1, "op": "get_blobs", "ids": [b"short"]})))[
+                "error"] == "bad_request"
+            assert (await raw_call(tcp, framed({"v": 1, "op": "get_blobs", "ids": [os.urandom(20)] * 65})))[
+                "error"] == "bad_request"
             assert (await raw_call(tcp, framed({"v": 1, "op": "read", "slot": os.urandom(20), "known": b"abc"})))[
                 "error"
             ] == "bad_request"

@@ -5,14 +5,18 @@ Tor path is tests/test_tor.py)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import time
 from pathlib import Path
+from typing import Any
 
 from komrade_dht.relay_tcp import TcpService
 from komrade_dht.service import ServiceConfig, UserService
-from komrade_dht.social import send_dm, sync_inbox
+from komrade_dht.social import events, posts, send_dm, sync_inbox
 from komrade_dht.torclient import TorClient
 
 from .support import account, client, shutdown, start_relays, wait_for
+from .test_api_posts import jpeg_with_gps
 from .test_relay_tcp import CONFIG, RecordingSocks
 
 
@@ -50,6 +54,68 @@ def test_the_user_node_in_untraceable_mode_sends_syncs_and_never_joins_the_dht(t
             assert [m.text for m in new] == ["back to nowhere"]
             # every action on a circuit of its own (a fresh SOCKS username), all of them to the relay's TCP service
             assert len(socks.users) == len(set(socks.users)) >= 3 and set(socks.targets) == {tcp}
+        finally:
+            if service is not None:
+                await service.close()
+            await socks.close()
+            await tcp_service.close()
+            await shutdown([*relays, *([bob_node] if bob_node else [])], (alice, bob))
+
+    asyncio.run(scenario())
+
+
+def test_pictures_travel_through_tor_both_ways_posts_and_events(tmp_path: Path) -> None:
+    """Content chunks (a post's picture, an event's picture) are stored and fetched through the relay's TCP service:
+    an untraceable user posts a picture a DHT reader sees whole, and sees the pictures of others' posts and events."""
+
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 8, CONFIG)
+        tcp_service = TcpService(relays[1])
+        socks = RecordingSocks()
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        bob_node = None
+        service = None
+        try:
+            tcp = await tcp_service.start("127.0.0.1", 0)
+            proxy = await socks.start()
+            service = UserService(alice, ServiceConfig(tor_socks=proxy, relay_tcp=(tcp,), node=CONFIG, sync_interval=3600))
+            await service.start()
+            bob_node = await client(relays[6].address, CONFIG)
+
+            # Alice (no DHT node) posts a picture; Bob, on the DHT, gets it whole
+            mine = await service.social.post({"text": "from nowhere, with a picture",
+                                              "image_base64": base64.b64encode(jpeg_with_gps()).decode()})
+            assert tcp_service.counters["op_store"] >= 1
+
+            async def bob_sees_it() -> Any:
+                await posts.read_feed(bob, bob_node, "world")
+                return posts.image(bob, mine["id"])
+
+            picture = await wait_for(bob_sees_it, timeout=30, interval=0.3)
+            assert picture[:2] == b"\xff\xd8" and b"SpyCam" not in picture
+
+            # Bob posts a picture and invites Alice to an event with one; she sees both through Tor
+            theirs = await posts.publish_post(bob, bob_node, "from the DHT", image=jpeg_with_gps())
+            now = int(time.time())
+            ev = await events.create_event(bob, bob_node, "Picnic", now + 600, now + 4000, image=jpeg_with_gps())
+            await events.invite(bob, bob_node, ev.id, [alice.address.text])
+
+            async def alice_sees_it() -> Any:
+                await service.social.refresh("world")
+                return posts.image(alice, theirs.id)
+
+            got = await wait_for(alice_sees_it, timeout=30, interval=0.3)
+            assert got[:2] == b"\xff\xd8" and tcp_service.counters["op_get_blobs"] >= 1
+
+            async def invited() -> bool:
+                await service.sync()
+                return any(e.id == ev.id for e in events.invitations(alice))
+
+            await wait_for(invited, timeout=30, interval=0.3)
+            event_picture = await service.organize.picture(ev.id)
+            assert event_picture[:2] == b"\xff\xd8" and b"SpyCam" not in event_picture
+            # all of it through the relay's TCP service, each action on a circuit of its own
+            assert len(socks.users) == len(set(socks.users)) and set(socks.targets) == {tcp}
         finally:
             if service is not None:
                 await service.close()
