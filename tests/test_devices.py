@@ -345,3 +345,47 @@ def test_a_paired_device_posts_as_its_identity_until_it_is_removed(tmp_path: Pat
             await shutdown(nodes, (laptop, phone, sam))
 
     asyncio.run(scenario())
+
+
+def test_an_invitation_reaches_every_device_and_a_paired_device_answers_as_its_identity(tmp_path: Path) -> None:
+    """Hal invites Alice, who has a laptop and a phone: both devices get the invitation (a header each); the phone
+    answers, signed with its own key under its certificate, and Hal sees Alice's answer. An anonymous-answers event
+    needs the identity's key for its ring: the phone says so instead of answering."""
+    from komrade_dht.social import events
+
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path / "net", 12, CONFIG)
+        laptop = account(tmp_path, "Alice")
+        phone = paired_device(tmp_path, laptop, "phone")
+        hal = account(tmp_path, "Hal")
+        nodes = list(relays)
+        try:
+            laptop_node, phone_node, hal_node = [await client(relays[i].address, CONFIG) for i in (2, 5, 9)]
+            nodes += [laptop_node, phone_node, hal_node]
+            devices.install_certificate(phone, await devices.add_device(laptop, laptop_node, phone.device.verify_key,
+                                                                        "phone"))
+            now = int(time.time())
+            ev = await events.create_event(hal, hal_node, "Reading group", now + 600, now + 4000,
+                                           description="chapter 3 " + "." * 300)  # a long one: still delivered
+            vote = await events.create_event(hal, hal_node, "Strike?", now + 600, now + 4000, anonymous_answers=True)
+            for event_id in (ev.id, vote.id):
+                await events.invite(hal, hal_node, event_id, [laptop.address.text])
+
+            for device, node in ((laptop, laptop_node), (phone, phone_node)):
+                async def invited(d: Account = device, n=node) -> bool:
+                    await sync_inbox(d, n)
+                    return {e.id for e in events.invitations(d)} == {ev.id, vote.id}
+
+                await wait_for(invited, timeout=30, interval=0.3)
+            await events.answer_event(phone, phone_node, ev.id, "going")
+
+            async def answered() -> list:
+                return [(a.fingerprint, a.answer) for a in await events.answers(hal, hal_node, ev.id)]
+
+            assert await wait_for(answered, timeout=30, interval=0.3) == [(laptop.fingerprint, "going")]
+            with pytest.raises(KomradeError, match="first device"):
+                await events.answer_event(phone, phone_node, vote.id, "going")
+        finally:
+            await shutdown(nodes, (laptop, phone, hal))
+
+    asyncio.run(scenario())

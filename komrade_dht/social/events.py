@@ -54,7 +54,7 @@ from ..errors import CodecError, EnvelopeError, KomradeError
 from ..identity import Identity, PublicIdentity
 from ..node import KomradeNode
 from ..slots import MAX_TTL, MAX_WIDTH, SlotParams, slot_id
-from . import dm, pictures
+from . import devices, dm, pictures
 from .account import Account
 
 log = logging.getLogger(__name__)
@@ -294,9 +294,15 @@ async def invite(account: Account, node: KomradeNode, event_id: str, addresses: 
 
     async def one(address: Any) -> None:
         slot = slot_id(address.verify_key, address.width, params.epoch(now))
-        data = await asyncio.to_thread(env.seal, sender, address.public, packed, content_type=INVITE_TYPE,
-                                       ttl=_ttl(record["details"], now), now=now, pow=node.config.pow, slot=slot)
-        await node.send(slot, data)
+        # every device of theirs gets it (a header each); as many envelopes as the details need to fit
+        to_keys = await devices.recipient_keys(account, node, address.public, now=now)
+        per = max(1, max((k for k in range(1, len(to_keys) + 1) if len(packed) <= env.max_body(INVITE_TYPE, k)),
+                         default=1))
+        for i in range(0, len(to_keys), per):
+            data = await asyncio.to_thread(env.seal, sender, address.public, packed, content_type=INVITE_TYPE,
+                                           ttl=_ttl(record["details"], now), now=now, pow=node.config.pow, slot=slot,
+                                           to_keys=to_keys[i : i + per])
+            await node.send(slot, data)
         record["invitees"][address.verify_key.hex()] = address.text
 
     await asyncio.gather(*(one(a) for a in recipients))
@@ -351,6 +357,9 @@ async def answers(account: Account, node: KomradeNode, event_id: str, *, now: fl
             opened = decryptor.open(data, now)
         except EnvelopeError:
             continue
+        if opened is not None and opened.content_type.startswith(devices.VIA):
+            await devices.fresh_list_for(account, node, opened.body, now)  # a device paired since we last looked
+            opened = devices.unwrap(account, opened, now)  # from a paired device: as its identity's, if certified
         if opened is None or opened.content_type != ANSWER_TYPE:
             continue
         try:
@@ -524,6 +533,9 @@ async def answer_event(account: Account, node: KomradeNode, event_id: str, answe
             record = _invited(account, event_id)
         if not record.get("roster"):
             raise KomradeError("the list of invitees (the ring of anonymous answers) has not arrived yet: try again")
+        if not account.has_root:
+            raise KomradeError("an anonymous answer is a ring signature with your identity's key, which only your "
+                               "first device (or one joined with the recovery phrase) holds: answer from there")
         try:
             ballot = await asyncio.to_thread(votes.make_vote, account.identity, votes.Electorate.roster(
                 record["roster"]), record["id"], _VOTE_OF[answer], seq)
@@ -534,8 +546,9 @@ async def answer_event(account: Account, node: KomradeNode, event_id: str, answe
                                        pow=node.config.pow, slot=slot)
     else:
         body = codec.pack({"id": record["id"], "a": answer, "s": seq, "n": account.name[:64]})
-        data = await asyncio.to_thread(env.seal, account.identity, PublicIdentity(record["ek"]), body,
-                                       content_type=ANSWER_TYPE, ttl=_ttl(record["details"], now), now=now,
+        sender, body, content_type = devices.signer(account, body, ANSWER_TYPE)  # a paired device: its certificate
+        data = await asyncio.to_thread(env.seal, sender, PublicIdentity(record["ek"]), body,
+                                       content_type=content_type, ttl=_ttl(record["details"], now), now=now,
                                        pow=node.config.pow, slot=slot)
     await node.send(slot, data)
     record["answer"], record["seq"] = answer, seq
