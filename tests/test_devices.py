@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -347,11 +348,12 @@ def test_a_paired_device_posts_as_its_identity_until_it_is_removed(tmp_path: Pat
     asyncio.run(scenario())
 
 
-def test_an_invitation_reaches_every_device_and_a_paired_device_answers_as_its_identity(tmp_path: Path) -> None:
+def test_invitations_and_collective_keys_reach_every_device_and_a_paired_device_answers_as_its_identity(tmp_path: Path) -> None:
     """Hal invites Alice, who has a laptop and a phone: both devices get the invitation (a header each); the phone
     answers, signed with its own key under its certificate, and Hal sees Alice's answer. An anonymous-answers event
-    needs the identity's key for its ring: the phone says so instead of answering."""
-    from komrade_dht.social import events
+    needs the identity's key for its ring: the phone says so instead of answering. A collective Hal founds with Alice
+    is readable on the phone too."""
+    from komrade_dht.social import collectives, events
 
     async def scenario() -> None:
         relays = await start_relays(tmp_path / "net", 12, CONFIG)
@@ -385,6 +387,18 @@ def test_an_invitation_reaches_every_device_and_a_paired_device_answers_as_its_i
             assert await wait_for(answered, timeout=30, interval=0.3) == [(laptop.fingerprint, "going")]
             with pytest.raises(KomradeError, match="first device"):
                 await events.answer_event(phone, phone_node, vote.id, "going")
+
+            # a collective's keys reach the phone too: it reads the collective (its duties stay with the laptop)
+            founded = await collectives.found_collective(hal, hal_node, "Tenants", [laptop.address.text])
+
+            async def phone_reads_it() -> Any:
+                try:
+                    return await collectives.sync_collective(phone, phone_node, founded.collective_id)
+                except KomradeError:
+                    return None  # the keys are still on their way
+
+            state = await wait_for(phone_reads_it, timeout=30, interval=0.3)
+            assert state.name == "Tenants" and laptop.identity.verify_key in state.members
         finally:
             await shutdown(nodes, (laptop, phone, hal))
 

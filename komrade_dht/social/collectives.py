@@ -59,7 +59,7 @@ from ..errors import CodecError, CollectiveError, EnvelopeError, KomradeError
 from ..identity import Identity
 from ..node import KomradeNode
 from ..slots import MAX_TTL, SlotParams, slot_id
-from . import dm
+from . import devices, dm
 from .account import Account
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,8 @@ async def _seal_keys(account: Account, node: KomradeNode, record: dict[str, Any]
         return False
     address = decode_address(address_text)
     widths = [[decode_address(a).verify_key, decode_address(a).width] for a in record["addresses"].values()]
-    room = env.max_body(KEY_TYPE)
+    to_keys = await devices.recipient_keys(account, node, address.public, now=now)  # each of their devices
+    room = env.max_body(KEY_TYPE, len(to_keys))
 
     def pack(keys: list[Any], w: list[Any]) -> bytes:
         return codec.pack({"c": record["id"], "keys": keys, "k0": record["k0"], "w": w, "n": record["name"][:64]})
@@ -184,7 +185,7 @@ async def _seal_keys(account: Account, node: KomradeNode, record: dict[str, Any]
     slot = slot_id(address.verify_key, address.width, params.epoch(now))
     for body in bodies:
         data = await asyncio.to_thread(env.seal, account.identity, address.public, body, content_type=KEY_TYPE,
-                                       ttl=MAX_TTL, now=now, pow=node.config.pow, slot=slot)
+                                       ttl=MAX_TTL, now=now, pow=node.config.pow, slot=slot, to_keys=to_keys)
         await node.send(slot, data)
     return True
 
@@ -311,7 +312,7 @@ async def sync_collective(account: Account, node: KomradeNode, collective_id: st
         raise KomradeError("the collective's founding operation is not readable with the keys you hold (yet)")
     state = collective.replay(record["ops"], cid)
     me = account.identity.verify_key
-    if me in state.members:
+    if me in state.members and account.has_root:  # a paired device reads; the member's duties sign as the identity
         changed = False
         # newcomers' addresses (a join's note) for sealing keys later
         for jh, j in state.joins.items():
