@@ -9,7 +9,7 @@ from pathlib import Path
 
 from komrade_dht import envelope as env
 from komrade_dht.gossip import GossipConfig, SeenCache, slot_digest
-from komrade_dht.node import KomradeNode, NodeConfig
+from komrade_dht.node import KomradeNode, NodeConfig, wire
 from komrade_dht.social import burn, inbox, send_dm, sync_inbox
 from komrade_dht.storage import Store
 
@@ -71,14 +71,19 @@ def test_a_publisher_floods_past_the_holders_it_just_appended_to(tmp_path: Path)
 
         def record(who: KomradeNode) -> None:
             mine = sent[who] = {"append": set(), "gossip": set()}
-            real_call = who.protocol.call
+            real_call, real_notify = who.protocol.call, who.protocol.notify
 
             async def call(addr: tuple[str, int], method: str, *args, **kwargs):  # type: ignore[no-untyped-def]
                 if method in mine:
                     mine[method].add(addr)
                 return await real_call(addr, method, *args, **kwargs)
 
+            def notify(addr: tuple[str, int], method: str, *args):  # type: ignore[no-untyped-def]
+                mine["gossip"].add(addr)  # a flood's copies are one-way ``flood`` requests
+                return real_notify(addr, method, *args)
+
             who.protocol.call = call  # type: ignore[method-assign]
+            who.protocol.notify = notify  # type: ignore[method-assign]
 
         for who in (node, *relays):
             record(who)
@@ -93,6 +98,39 @@ def test_a_publisher_floods_past_the_holders_it_just_appended_to(tmp_path: Path)
                 assert not calls["gossip"] & calls["append"], "a flood started at a holder that already had it"
         finally:
             await shutdown([node, *relays], (alice, bob))
+
+    asyncio.run(scenario())
+
+
+def test_a_flood_copy_is_one_datagram_and_gets_no_reply(tmp_path: Path) -> None:
+    """A flood's copies are one-way: each costs the sender one datagram and the receiver none back, accepted or
+    refused (a refusal sent back would be a reflector); older nodes' answered ``gossip`` keeps working."""
+
+    async def scenario() -> None:
+        config = NodeConfig(pow=CHEAP, gossip=GossipConfig(fanout=3, hops=0, anti_entropy_interval=0))
+        relays = await start_relays(tmp_path, 3, config)
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        try:
+            a, b = relays[1].protocol, relays[2].protocol
+            replies: list[bytes] = []
+            real = b.transport.sendto
+
+            def sendto(datagram: bytes, addr=None) -> None:  # type: ignore[no-untyped-def]
+                if addr == relays[1].address and datagram[:1] == wire.RESPONSE:
+                    replies.append(datagram)
+                real(datagram, addr)
+
+            b.transport.sendto = sendto  # type: ignore[method-assign]
+            data = env.seal(alice.identity, bob.identity.public, b"hello", pow=CHEAP, slot=bytes(20))
+            assert a.notify(relays[2].address, "flood", bytes(20), data, 0)
+            await wait_for(lambda: b.counters["gossip_accepted"] == 1, timeout=10)
+            a.notify(relays[2].address, "flood", bytes(20), b"not an envelope", 0)  # refused, silently
+            await wait_for(lambda: b.counters["refused_flood"] == 1, timeout=10)
+            assert replies == [], "a flood copy was answered"
+            ok, accepted = await a.call(relays[2].address, "gossip", bytes(20), data, 0)  # the answered form
+            assert ok and accepted is False and len(replies) == 1  # answered: a duplicate now
+        finally:
+            await shutdown(relays, (alice, bob))
 
     asyncio.run(scenario())
 

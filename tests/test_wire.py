@@ -280,6 +280,7 @@ VALID_ARGS: dict[str, list[Any]] = {
     "slot_page": [NODE, 0, 256],
     "burn": [NODE, bytes(16)],
     "gossip": [NODE, b"value", 3],
+    "flood": [NODE, b"value", 3],
     "slot_digest": [NODE],
 }
 

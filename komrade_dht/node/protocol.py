@@ -217,6 +217,7 @@ class KomradeProtocol(KademliaProtocol):
             "slot_page": self.rpc_slot_page,
             "burn": self.rpc_burn,
             "gossip": self.rpc_gossip,
+            "flood": self.rpc_gossip,
             "slot_digest": self.rpc_slot_digest,
             "get_heads": self.rpc_get_heads,
             "put_record": self.rpc_put_record,
@@ -284,7 +285,8 @@ class KomradeProtocol(KademliaProtocol):
             wire.check_args(msg.method, msg.args)
         except wire.BadMessage as exc:
             self._drop(exc.reason, addr)
-            self._reply(addr, msg, False, exc.reason)
+            if msg.method not in wire.ONE_WAY:
+                self._reply(addr, msg, False, exc.reason)
             return
         self.counters[f"rpc_{msg.method}"] += 1
         if msg.method == "append" and self.group_commit and self.store is not None:
@@ -296,6 +298,10 @@ class KomradeProtocol(KademliaProtocol):
             log.exception("handler for %s failed", msg.method)
             self.counters["handler_error"] += 1
             ok, value = False, "internal_error"
+        if msg.method in wire.ONE_WAY:
+            if not ok:
+                self.counters[f"refused_{msg.method}"] += 1
+            return
         self._reply(addr, msg, ok, value)
 
     def _reply(self, addr: Any, request: wire.Request, ok: bool, value: Any) -> None:
@@ -683,8 +689,18 @@ class KomradeProtocol(KademliaProtocol):
         for peer in peers:
             self._link(env.envelope_id(value), (peer.ip, peer.port), gave=True)
             self.counters["gossip_forwarded"] += 1
-            self.spawn(self.call((peer.ip, peer.port), "gossip", slot, value, hops))
+            self.notify((peer.ip, peer.port), "flood", slot, value, hops)
         return len(peers)
+
+    def notify(self, addr: tuple[str, int], method: str, *args: Any) -> bool:
+        """Send a one-way request (:data:`wire.ONE_WAY`): one datagram, no reply awaited, no retransmission.
+        False if it was not sent (closed, or the peer is silent)."""
+        assert method in wire.ONE_WAY
+        if self.transport is None or self.transport.is_closing() or self.is_silent((addr[0], addr[1])):
+            return False
+        sender = None if self.read_only else self.source_node.id
+        self._send(wire.encode_request(os.urandom(wire.ID_LEN), method, sender, list(args)), addr)
+        return True
 
     def rpc_slot_digest(self, sender: tuple[str, int], slot: bytes, *, budget: int) -> tuple[bool, Any]:
         """How many entries we hold for ``slot``, an order-free digest of their ids (anti-entropy's probe), and

@@ -136,12 +136,19 @@ ARGS: dict[str, list[Callable[[Any], bool]]] = {
     "slot_page": [is_id, is_uint, lambda v: is_uint(v, 256)],
     "burn": [is_id, lambda v: isinstance(v, bytes) and len(v) == 16],
     "gossip": [is_id, lambda v: isinstance(v, bytes), lambda v: is_uint(v, 8)],
+    "flood": [is_id, lambda v: isinstance(v, bytes), lambda v: is_uint(v, 8)],
     "stem": [is_id, lambda v: isinstance(v, bytes), lambda v: is_uint(v, 8)],
     "slot_digest": [is_id],
     "put_record": [is_id, lambda v: isinstance(v, bytes) and len(v) <= 900],
     "get_record": [is_id],
     "get_heads": [lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_HEADS and all(is_id(i) for i in v)],
 }
+
+
+#: Requests that get no reply, not even an error: a flood's copies (``flood``, the same arguments as ``gossip``, which
+#: older nodes still send and get answered). Losing one costs nothing the flood's redundancy and anti-entropy do not
+#: cover, and answering each would double the flood's datagrams; a refusal is not sent back either (no reflection).
+ONE_WAY = frozenset({"flood"})
 
 
 def check_args(method: str, args: list[Any]) -> None:
