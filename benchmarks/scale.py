@@ -8,7 +8,7 @@ The simulation follows the node's logic, not an idealised Kademlia:
 - lookups as ``node/crawling.py`` runs them: alpha = 3 requests in flight, each answered with the asked node's k
   closest to the target, until the k closest heard of have all answered;
 - a DM as ``send_dm``/``sync_inbox`` cost it: the writer's stem (3.3 hops on average), the fluffing relay's lookup and
-  k appends (the ack of each is a datagram), the gossip flood (fanout 3, 3 hops, one reply each), the first
+  k appends (the ack of each is a datagram), the gossip flood (fanout 3, 3 hops, one-way copies: no reply), the first
   anti-entropy round of each holder of the new slot (the k closest and the flood's copies, each comparing digests
   with ``anti_entropy_peers`` partners from its own table, no lookup; a copy's first round comes 2^far_start
   intervals later, after the lab's window, and is counted here all the same), and the reader's lookup, its k +
@@ -116,8 +116,8 @@ def simulate(n: int, lookups: int, seed: int) -> dict[str, Any]:
         requests.append(sent)
         found_true.append(len(set(best) & set(net.true_closest(target))) / K)
     lookup = statistics.mean(requests)
-    # datagrams per DM: requests and their replies, both counted
-    publish = 2 * (STEM_HOPS + lookup + K + GOSSIP + AE_PEERS * (K + GOSSIP))
+    # datagrams per DM: requests and their replies, both counted; a flood copy is one datagram (no reply)
+    publish = 2 * (STEM_HOPS + lookup + K + AE_PEERS * (K + GOSSIP)) + GOSSIP
     read = 2 * (lookup + (K + EXTRA_HOLDERS) + 2 + 1 + 1)
     return {
         "nodes": n,

@@ -1,8 +1,10 @@
 """Gossip flooding and anti-entropy: the "dust cloud" (DESIGN.md, "Gossip"). Pure parts, no I/O.
 
 - **Flooding**: a node that first accepts an envelope by gossip stores it and forwards it to ``fanout`` random
-  peers with one hop less; the publisher starts with ``hops``. The :class:`SeenCache` makes every node forward
-  an envelope at most once, so a flood costs each node at most ``fanout`` datagrams per envelope, once.
+  peers with one hop less; the publisher starts with ``hops``, never at the holders it just appended to (they
+  would take the copy as a duplicate and end the flood there). The :class:`SeenCache` makes every node forward
+  an envelope at most once, and a copy is a one-way ``flood`` datagram (no reply, no retransmission), so a flood
+  costs each node at most ``fanout`` datagrams per envelope, once.
 - **Anti-entropy**: a node holding a slot periodically compares a digest of the slot's ids with a few random
   nodes among the slot's k closest in its routing table (no lookup) and, where they differ, pushes what they lack and pulls what it lacks; so a node back from a
   restart or a partition converges without anyone resending.
