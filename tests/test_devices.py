@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -27,6 +28,26 @@ def paired_device(tmp: Path, root: Account, name: str) -> Account:
     """A device of ``root``'s identity with keys of its own (what pairing makes; its certificate comes later)."""
     return Account.create_paired(tmp / name, root.identity.public, root.name, root.width, f"{name} passphrase",
                                  os.urandom(32), **FAST_KDF)
+
+
+@asynccontextmanager
+async def certified_phone_and(tmp: Path, other: str) -> AsyncIterator[tuple[Any, ...]]:
+    """12 relays; Alice's laptop and a phone paired to it (certificate installed); ``other``, a second person; each
+    on a client node. Yields ``(relays, nodes, laptop, phone, other, laptop_node, phone_node, other_node)``;
+    ``nodes`` (every node, stopped at the end) takes more."""
+    relays = await start_relays(tmp / "net", 12, CONFIG)
+    laptop = account(tmp, "Alice")
+    phone = paired_device(tmp, laptop, "phone")
+    person = account(tmp, other)
+    nodes = list(relays)
+    try:
+        laptop_node, phone_node, other_node = [await client(relays[i].address, CONFIG) for i in (2, 5, 9)]
+        nodes += [laptop_node, phone_node, other_node]
+        devices.install_certificate(phone, await devices.add_device(laptop, laptop_node, phone.device.verify_key,
+                                                                    "phone"))
+        yield relays, nodes, laptop, phone, person, laptop_node, phone_node, other_node
+    finally:
+        await shutdown(nodes, (laptop, phone, person))
 
 
 def test_two_devices_read_offline_mail_and_a_removed_device_is_cut_off(tmp_path: Path) -> None:
@@ -293,16 +314,8 @@ def test_a_paired_device_posts_as_its_identity_until_it_is_removed(tmp_path: Pat
     from komrade_dht.social import posts
 
     async def scenario() -> None:
-        relays = await start_relays(tmp_path / "net", 12, CONFIG)
-        laptop = account(tmp_path, "Alice")
-        phone = paired_device(tmp_path, laptop, "phone")
-        sam = account(tmp_path, "Sam")
-        nodes = list(relays)
-        try:
-            laptop_node, phone_node, sam_node = [await client(relays[i].address, CONFIG) for i in (2, 5, 9)]
-            nodes += [laptop_node, phone_node, sam_node]
-            devices.install_certificate(phone, await devices.add_device(laptop, laptop_node, phone.device.verify_key,
-                                                                        "phone"))
+        async with certified_phone_and(tmp_path, "Sam") as (relays, nodes, laptop, phone, sam, laptop_node, phone_node,
+                                                            sam_node):
             long_text = "from the phone " + "x" * 900  # too long for one envelope with the wrapper: chunked
             sent = await posts.publish_post(phone, phone_node, long_text, to="world", shard=3)
             short = await posts.publish_post(phone, phone_node, "short one", to="world", shard=3)
@@ -342,8 +355,6 @@ def test_a_paired_device_posts_as_its_identity_until_it_is_removed(tmp_path: Pat
                 assert not ids & {sent.id, short.id, late.id}
             finally:
                 fresh.close()
-        finally:
-            await shutdown(nodes, (laptop, phone, sam))
 
     asyncio.run(scenario())
 
@@ -356,16 +367,8 @@ def test_invitations_and_collective_keys_reach_every_device_and_a_paired_device_
     from komrade_dht.social import collectives, events
 
     async def scenario() -> None:
-        relays = await start_relays(tmp_path / "net", 12, CONFIG)
-        laptop = account(tmp_path, "Alice")
-        phone = paired_device(tmp_path, laptop, "phone")
-        hal = account(tmp_path, "Hal")
-        nodes = list(relays)
-        try:
-            laptop_node, phone_node, hal_node = [await client(relays[i].address, CONFIG) for i in (2, 5, 9)]
-            nodes += [laptop_node, phone_node, hal_node]
-            devices.install_certificate(phone, await devices.add_device(laptop, laptop_node, phone.device.verify_key,
-                                                                        "phone"))
+        async with certified_phone_and(tmp_path, "Hal") as (_, _, laptop, phone, hal, laptop_node, phone_node,
+                                                            hal_node):
             now = int(time.time())
             ev = await events.create_event(hal, hal_node, "Reading group", now + 600, now + 4000,
                                            description="chapter 3 " + "." * 300)  # a long one: still delivered
@@ -399,7 +402,5 @@ def test_invitations_and_collective_keys_reach_every_device_and_a_paired_device_
 
             state = await wait_for(phone_reads_it, timeout=30, interval=0.3)
             assert state.name == "Tenants" and laptop.identity.verify_key in state.members
-        finally:
-            await shutdown(nodes, (laptop, phone, hal))
 
     asyncio.run(scenario())

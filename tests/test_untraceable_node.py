@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
+from komrade_dht.node import KomradeNode
 from komrade_dht.relay_tcp import TcpService
 from komrade_dht.service import ServiceConfig, UserService
-from komrade_dht.social import events, posts, send_dm, sync_inbox
+from komrade_dht.social import Account, events, posts, send_dm, sync_inbox
 from komrade_dht.torclient import TorClient
 
 from .support import account, client, shutdown, start_relays, wait_for
@@ -20,19 +23,50 @@ from .test_api_posts import jpeg_with_gps
 from .test_relay_tcp import CONFIG, RecordingSocks
 
 
+@dataclass
+class Untraceable:
+    """Alice's user node in untraceable mode (through a recording SOCKS proxy to one relay's TCP service), Bob on
+    the DHT, 8 relays."""
+
+    relays: list[KomradeNode]
+    tcp_service: TcpService
+    tcp: tuple[str, int]
+    socks: RecordingSocks
+    alice: Account
+    bob: Account
+    service: UserService
+    bob_node: KomradeNode
+
+
+@asynccontextmanager
+async def untraceable(tmp_path: Path) -> AsyncIterator[Untraceable]:
+    relays = await start_relays(tmp_path / "net", 8, CONFIG)
+    tcp_service = TcpService(relays[1])
+    socks = RecordingSocks()
+    alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+    nodes: list[KomradeNode] = list(relays)
+    service = None
+    try:
+        tcp = await tcp_service.start("127.0.0.1", 0)
+        proxy = await socks.start()
+        service = UserService(alice, ServiceConfig(tor_socks=proxy, relay_tcp=(tcp,), node=CONFIG, sync_interval=3600))
+        await service.start()
+        bob_node = await client(relays[6].address, CONFIG)
+        nodes.append(bob_node)
+        yield Untraceable(relays, tcp_service, tcp, socks, alice, bob, service, bob_node)
+    finally:
+        if service is not None:
+            await service.close()
+        await socks.close()
+        await tcp_service.close()
+        await shutdown(nodes, (alice, bob))
+
+
 def test_the_user_node_in_untraceable_mode_sends_syncs_and_never_joins_the_dht(tmp_path: Path) -> None:
     async def scenario() -> None:
-        relays = await start_relays(tmp_path / "net", 8, CONFIG)
-        tcp_service = TcpService(relays[1])
-        socks = RecordingSocks()
-        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
-        bob_node = None
-        service = None
-        try:
-            tcp = await tcp_service.start("127.0.0.1", 0)
-            proxy = await socks.start()
-            service = UserService(alice, ServiceConfig(tor_socks=proxy, relay_tcp=(tcp,), node=CONFIG, sync_interval=3600))
-            await service.start()
+        async with untraceable(tmp_path) as u:
+            relays, alice, bob, service, bob_node, socks, tcp = (u.relays, u.alice, u.bob, u.service, u.bob_node,
+                                                                 u.socks, u.tcp)
             assert isinstance(service.node, TorClient) and service.untraceable
             status = service.status()
             assert status["counters"]["untraceable"] == 1 and status["peers"] == 0 and status["read_only"]
@@ -40,7 +74,6 @@ def test_the_user_node_in_untraceable_mode_sends_syncs_and_never_joins_the_dht(t
                 assert relay.protocol.contact_count() <= len(relays)
 
             sent = await service.send(bob.address.text, "from nowhere")
-            bob_node = await client(relays[6].address, CONFIG)
             got: list = []
 
             async def bob_has_it() -> bool:
@@ -54,12 +87,6 @@ def test_the_user_node_in_untraceable_mode_sends_syncs_and_never_joins_the_dht(t
             assert [m.text for m in new] == ["back to nowhere"]
             # every action on a circuit of its own (a fresh SOCKS username), all of them to the relay's TCP service
             assert len(socks.users) == len(set(socks.users)) >= 3 and set(socks.targets) == {tcp}
-        finally:
-            if service is not None:
-                await service.close()
-            await socks.close()
-            await tcp_service.close()
-            await shutdown([*relays, *([bob_node] if bob_node else [])], (alice, bob))
 
     asyncio.run(scenario())
 
@@ -69,19 +96,9 @@ def test_pictures_travel_through_tor_both_ways_posts_and_events(tmp_path: Path) 
     an untraceable user posts a picture a DHT reader sees whole, and sees the pictures of others' posts and events."""
 
     async def scenario() -> None:
-        relays = await start_relays(tmp_path / "net", 8, CONFIG)
-        tcp_service = TcpService(relays[1])
-        socks = RecordingSocks()
-        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
-        bob_node = None
-        service = None
-        try:
-            tcp = await tcp_service.start("127.0.0.1", 0)
-            proxy = await socks.start()
-            service = UserService(alice, ServiceConfig(tor_socks=proxy, relay_tcp=(tcp,), node=CONFIG, sync_interval=3600))
-            await service.start()
-            bob_node = await client(relays[6].address, CONFIG)
-
+        async with untraceable(tmp_path) as u:
+            alice, bob, service, bob_node, socks, tcp, tcp_service = (u.alice, u.bob, u.service, u.bob_node, u.socks,
+                                                                      u.tcp, u.tcp_service)
             # Alice (no DHT node) posts a picture; Bob, on the DHT, gets it whole
             mine = await service.social.post({"text": "from nowhere, with a picture",
                                               "image_base64": base64.b64encode(jpeg_with_gps()).decode()})
@@ -116,11 +133,5 @@ def test_pictures_travel_through_tor_both_ways_posts_and_events(tmp_path: Path) 
             assert event_picture[:2] == b"\xff\xd8" and b"SpyCam" not in event_picture
             # all of it through the relay's TCP service, each action on a circuit of its own
             assert len(socks.users) == len(set(socks.users)) and set(socks.targets) == {tcp}
-        finally:
-            if service is not None:
-                await service.close()
-            await socks.close()
-            await tcp_service.close()
-            await shutdown([*relays, *([bob_node] if bob_node else [])], (alice, bob))
 
     asyncio.run(scenario())
