@@ -582,7 +582,7 @@ async def fetch_image(account: Account, node: KomradeNode, event_id: str) -> byt
     """The event's picture (JPEG bytes): from this device if fetched before (kept encrypted with the account's
     data), else fetched whole from the network and kept; None if the event has none. ChunksUnavailable /
     ContentError (never a partial picture) if it cannot be fetched whole."""
-    from .posts import fetch_content
+    from .posts import MAX_IMAGE_BYTES, fetch_content
 
     ev = show(account, event_id)
     if ev.image is None:
@@ -591,7 +591,7 @@ async def fetch_image(account: Account, node: KomradeNode, event_id: str) -> byt
     kept = pictures.load(account, name)
     if kept is not None:  # an edit never changes the picture
         return kept
-    picture = await fetch_content(node, ev.image[0], ev.image[1])
+    picture = await fetch_content(node, ev.image[0], ev.image[1], max_length=MAX_IMAGE_BYTES)  # as a post's
     pictures.keep(account, name, picture)
     return picture
 
