@@ -149,8 +149,13 @@ def test_burn_deletes_every_copy_and_needs_the_secret(tmp_path: Path) -> None:
             assert (ok, reply) == (False, "wrong_burn_secret") and relays[0].store.has_blob(key)
             assert mark_read(bob, message.id).read is True
             secret = bob.data.get("burn", key)["secret"]
+            [stored] = [box for (box,) in bob.data._db.execute("SELECT box FROM items WHERE kind='message'")]
+            assert files_containing(bob.data_dir, stored[-48:])  # the encrypted row, before the burn
             deleted = await burn(bob, node, message.id)
             assert deleted == 6
+            # and after it, not even its ciphertext: zeroed, and the write-ahead log emptied (a passphrase given up
+            # later opens nothing of it)
+            assert not files_containing(bob.data_dir, stored[-48:])
             assert not any(r.store.has_blob(key) for r in relays)
             assert inbox(bob) == []
             # A copy that comes back (from a holder that missed the burn) is refused.

@@ -516,6 +516,7 @@ def _apply(account: Account, event: Any, now: float) -> None:
         else:
             account.data.delete("message", key)
             account.data.delete("burn", key)
+            account.data.scrub()  # burned on another device: gone from this one's files too
     elif kind == "contact":
         address = decode_address(event["address"])
         name = event["name"]

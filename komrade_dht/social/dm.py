@@ -296,6 +296,7 @@ async def burn(account: Account, node: KomradeNode, message_id: str) -> int:
     deleted = await node.burn(key, proof["secret"], [proof["slot"]])
     account.data.delete("message", key)
     account.data.delete("burn", key)
+    account.data.scrub()
     account.note_for_devices({"k": "burn", "id": key.hex()})
     await devices.flush(account, node)
     return deleted

@@ -381,6 +381,7 @@ async def burn_post(account: Account, node: KomradeNode, post_id: str) -> int:
     for feed in FEEDS:
         account.data.delete("feed_post", feed.encode() + key)
     pictures.forget(account, pictures.post_name(key))
+    account.data.scrub()
     return burned
 
 

@@ -39,6 +39,7 @@ class UserData:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free pages
             if existed:
                 app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
                 if app_id != _APP_ID:
@@ -81,6 +82,12 @@ class UserData:
     def delete(self, kind: str, natural_id: bytes) -> bool:
         cur = self._db.execute("DELETE FROM items WHERE kind=? AND id=?", (kind, self._row_id(kind, natural_id)))
         return cur.rowcount > 0
+
+    def scrub(self) -> None:
+        """Make what was deleted unrecoverable from the files now: the zeroed pages go into the database file and
+        the write-ahead log, which still holds their earlier versions, is emptied (after a burn: a passphrase
+        given up later must not open what the user deleted)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def clear(self, kind: str) -> int:
         """Delete every record of ``kind``; how many there were."""

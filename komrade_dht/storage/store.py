@@ -762,6 +762,8 @@ class Store:
             if str(mode).lower() != "wal":
                 raise StorageError(f"storage database {path} could not be switched to WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = FULL")
+            # a burned or expired envelope's bytes are zeroed, not left in free pages for whoever takes the disk
+            conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA trusted_schema = OFF")
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
