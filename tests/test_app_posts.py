@@ -137,6 +137,18 @@ def test_feeds_compose_friends_profile_screens(tmp_path: Path, bg: ui.LoopThread
             profile.address_field.text = bob_address
             await ui.press(profile.show_button)
             await ui.until(lambda: app.notices and "profile" in app.notices[-1].lower(), 40, "Bob has none")
+            # Bob publishes one with a photo (CLI); Alice's screen shows it, the photo through the node's API
+            code, out, err = await ui.komrade(bob_dir, "profile", "set", *net, "--name", "Bob B", "--photo",
+                                              str(photo(tmp_path / "bob.jpg")), passphrase=BOB_PASS)
+            assert code == 0, err
+
+            def bobs_photo() -> list[KivyImage]:
+                return [w for w in profile.other.walk() if isinstance(w, KivyImage) and w.texture is not None
+                        and w.texture.size[0] > 32]
+
+            await ui.press_until(profile.show_button, bobs_photo, 60, "Bob's profile photo shown")
+            assert any(getattr(w, "text", "") == "Bob B" for w in profile.other.walk())
+            await ui.scroll_to(bobs_photo()[0])
             await ui.screenshot("16-profile")
         finally:
             await close(app, task)
