@@ -564,3 +564,28 @@ def test_store_matches_a_model(ops: list[tuple[Any, ...]]) -> None:
                 want_r = (r[0], r[1]) if r is not None and r[2] > clock.now else None
                 assert s.get_record(slot(100 + n)) == want_r
             assert s.stats().bytes <= MODEL_MAX_BYTES
+
+
+def test_a_burned_or_purged_envelope_leaves_no_bytes_on_disk(tmp_path: Path, clock: Clock) -> None:
+    """Deleted pages are zeroed (secure_delete) and :meth:`Store.scrub` empties the write-ahead log that still held
+    them: a seized relay's files no longer contain a burned or expired envelope."""
+    store = Store(tmp_path / "relay.sqlite", clock=clock)
+    try:
+        burned, expiring, kept = os.urandom(700), os.urandom(700), os.urandom(700)
+        store.put_blob(blob_id(burned), burned, int(clock()) + 600)
+        store.append(bytes(20), expiring, int(clock()) + 10)
+        store.put_blob(blob_id(kept), kept, int(clock()) + 600)
+
+        def on_disk(data: bytes) -> bool:
+            return any(data[100:164] in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+
+        assert on_disk(burned) and on_disk(expiring)
+        assert not store.scrub()  # nothing deleted yet: nothing to do
+        assert store.delete_blob(blob_id(burned))
+        clock.now += 60
+        assert store.purge_expired() == 1
+        assert store.scrub()
+        assert not on_disk(burned) and not on_disk(expiring) and on_disk(kept)
+        assert store.get_blob(blob_id(kept)) == kept
+    finally:
+        store.close()

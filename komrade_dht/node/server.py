@@ -201,6 +201,7 @@ class KomradeNode(Server):
         removed = self.store.purge_expired()
         if removed:
             log.info("purged %d expired envelopes", removed)
+        self.store.scrub()  # what was purged or burned since the last run: out of the write-ahead log too
 
     async def _save_state(self) -> None:
         if self.state_dir is None or self.protocol is None:

@@ -254,6 +254,8 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         #: slot id -> (entries, XOR of the entries' id hashes); dropped for every slot a delete or purge may touch
         self._digests: dict[bytes, tuple[int, int]] = {}
+        #: something was deleted since the last :meth:`scrub`
+        self._unscrubbed = False
         if not os.path.lexists(self.path):
             self._create()
         self._conn = self._open_existing()
@@ -499,6 +501,7 @@ class Store:
                     " (SELECT key FROM records WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
                     (t, limit),
                 )
+        self._unscrubbed |= removed > 0
         return max(removed, 0)
 
     # ------------------------------------------------------------------ signed mutable records
@@ -609,7 +612,22 @@ class Store:
     def _delete_blob_rows(self, conn: sqlite3.Connection, bid: bytes) -> bool:
         self._digests.clear()
         conn.execute("DELETE FROM slot_entries WHERE blob_id = ?", (bid,))
-        return conn.execute("DELETE FROM blobs WHERE id = ?", (bid,)).rowcount > 0
+        deleted = conn.execute("DELETE FROM blobs WHERE id = ?", (bid,)).rowcount > 0
+        self._unscrubbed |= deleted
+        return deleted
+
+    def scrub(self) -> bool:
+        """If anything was deleted since the last call (a burn, a purge), checkpoint the write-ahead log into the
+        database (whose deleted pages ``secure_delete`` zeroed) and truncate it, so the deleted envelopes' bytes are
+        in no file any more. Returns whether it did. The node calls it after each scheduled purge."""
+        if not self._unscrubbed:
+            return False
+        try:
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise self._error("could not checkpoint its write-ahead log", exc) from exc
+        self._unscrubbed = False
+        return True
 
     def _quota_problem(self, conn: sqlite3.Connection, need: int, slot: bytes | None, reserve: int = 0) -> str:
         """Return why storing ``need`` more bytes (and one entry in ``slot``) would break a quota, or ''."""
