@@ -173,3 +173,28 @@ def test_burn_deletes_every_copy_and_needs_the_secret(tmp_path: Path) -> None:
             await shutdown([node, *relays, *late], (alice, bob))
 
     asyncio.run(scenario())
+
+
+def test_a_node_whose_every_contact_timed_out_rejoins_instead_of_failing(tmp_path: Path) -> None:
+    """A suspended laptop or a stalled loop can time out every contact, and two timeouts evict one: the table is then
+    empty. The next operation joins again through the peers the node joined through (CI once saw a client's vote
+    registration fail with "0 slot holders tried")."""
+
+    async def scenario() -> None:
+        relays = await start_relays(tmp_path, 6)
+        alice, bob = account(tmp_path, "Alice"), account(tmp_path, "Bob")
+        node = await client(relays[2].address)
+        try:
+            router = node.protocol.router
+            while contacts := [n for b in router.buckets for n in b.get_nodes()]:
+                for n in contacts:
+                    router.remove_contact(n)
+            assert node.protocol.contact_count() == 0
+            await send_dm(alice, node, bob.address.text, "still here")
+            assert node.protocol.counters["rejoins"] == 1 and node.protocol.contact_count() > 0
+            [got] = await wait_for(lambda: sync_inbox(bob, node), timeout=20)
+            assert got.text == "still here"
+        finally:
+            await shutdown([node, *relays], (alice, bob))
+
+    asyncio.run(scenario())

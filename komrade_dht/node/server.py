@@ -126,6 +126,9 @@ class KomradeNode(Server):
         self._loops: list[asyncio.Task[None]] = []
         self._lag: LoopLag | None = None
         self._planner = gossip.AntiEntropyPlanner(config.gossip)
+        #: the peers this node joined through: where it rejoins if every contact of its table timed out
+        self._joined_through: list[tuple[str, int]] = []
+        self._rejoining = asyncio.Lock()
 
     @property
     def read_only(self) -> bool:
@@ -267,6 +270,8 @@ class KomradeNode(Server):
                 resolved.add((info[4][0], info[4][1]))
         if self.transport is not None:
             resolved.discard(self.address)
+        if resolved:
+            self._joined_through = sorted(resolved)
         nodes: list[Node] = []
         for attempt in range(3 if resolved else 0):  # a busy peer may miss one round: two more before we give up
             found = await asyncio.gather(*(self.bootstrap_node(a) for a in resolved))
@@ -299,9 +304,26 @@ class KomradeNode(Server):
         assert self.protocol is not None
         node = Node(key)
         nearest = self.protocol.router.find_neighbors(node)
+        if not nearest and self._joined_through:
+            await self._rejoin()
+            nearest = self.protocol.router.find_neighbors(node)
         if not nearest:
             return []
         return await Lookup(self.protocol, node, nearest, self.ksize, self.alpha).find()
+
+    async def _rejoin(self) -> None:
+        """Every contact timed out (a suspended laptop, a stalled event loop, a network that went away and came
+        back) and the table is empty: join again through the peers we joined through, instead of failing every
+        operation until restart. One rejoin at a time; callers that waited find the table filled."""
+        assert self.protocol is not None
+        async with self._rejoining:
+            if any(b.get_nodes() for b in self.protocol.router.buckets):
+                return
+            log.warning("every contact timed out: rejoining through %d peer(s)", len(self._joined_through))
+            for addr in self._joined_through:
+                self.protocol._failures.pop(addr, None)  # they get their chance again
+            self.protocol.counters["rejoins"] += 1
+            await self.bootstrap(self._joined_through)
 
     async def slot_holders(self, slot: bytes) -> list[Node]:
         """The slot's k closest nodes: found by a lookup, then reused (by reads and anti-entropy) until one of them
