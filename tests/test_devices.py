@@ -404,3 +404,58 @@ def test_invitations_and_collective_keys_reach_every_device_and_a_paired_device_
             assert state.name == "Tenants" and laptop.identity.verify_key in state.members
 
     asyncio.run(scenario())
+
+
+def test_a_paired_device_posts_to_friends_with_the_circle_key_its_first_device_sent(tmp_path: Path) -> None:
+    """The first device makes the circle key and sends it (signed by the root key) to its other devices with its
+    device sync; the phone's friends post then reaches Sam as Alice's. A circle key sent by anyone else is refused,
+    and a rotation (a friend removed) reaches the phone too."""
+    from komrade_dht.social import posts
+
+    async def scenario() -> None:
+        async with certified_phone_and(tmp_path, "Sam") as (_, _, laptop, phone, sam, laptop_node, phone_node,
+                                                            sam_node):
+            with pytest.raises(RootKeyAbsent, match="circle key"):  # not made yet: nothing to send
+                await posts.publish_post(phone, phone_node, "too early", to="friends")
+            friends.add_friend(laptop, sam.address.text, "Sam")
+            friends.add_friend(sam, laptop.address.text, "Alice")
+            await friends.deliver_keys(laptop, laptop_node)
+            await friends.deliver_keys(sam, sam_node)
+            await sync_inbox(laptop, laptop_node)  # sends the queued device sync (the circle keys) to the phone
+
+            async def phone_has_it() -> bool:
+                await sync_inbox(phone, phone_node)
+                return phone.data.get("circle_out", b"me") is not None
+
+            await wait_for(phone_has_it, timeout=30, interval=0.3)
+            assert friends.my_circle(phone)["key"] == friends.my_circle(laptop)["key"]
+            sent = await posts.publish_post(phone, phone_node, "for friends, from the phone", to="friends")
+
+            async def sam_reads_it() -> Any:
+                got = await posts.read_feed(sam, sam_node, "friends")
+                return [p for p in got.new if p.id == sent.id]
+
+            [post] = await wait_for(sam_reads_it, timeout=30, interval=0.3)
+            assert (post.text, post.author_fingerprint) == ("for friends, from the phone", laptop.fingerprint)
+
+            # forged circle keys (signed by the phone, not the root key) are refused
+            forged = {"v": 99, "keys": [[99, os.urandom(32), int(time.time())]]}
+            from komrade_dht import codec
+
+            payload = codec.pack(forged)
+            with pytest.raises(ValueError, match="root key"):
+                friends.receive_circle(phone, payload, phone.device.sign(b"komrade/circle-sync/v1" + payload))
+            assert friends.my_circle(phone)["version"] == 1
+
+            # a rotation on the first device reaches the phone
+            friends.remove_friend(laptop, sam.address.text)
+            await sync_inbox(laptop, laptop_node)
+
+            async def rotated() -> bool:
+                await sync_inbox(phone, phone_node)
+                return friends.my_circle(phone)["version"] == 2
+
+            await wait_for(rotated, timeout=30, interval=0.3)
+            assert friends.my_circle(phone)["key"] == friends.my_circle(laptop)["key"]
+
+    asyncio.run(scenario())

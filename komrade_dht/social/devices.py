@@ -181,6 +181,10 @@ async def add_device(
         raise DeviceError("this device is already listed")
     now = time.time() if now is None else now
     await publish_list(account, node, entries + [[device_key, name, int(now)]], now=now)
+    if account.data.get("circle_out", b"me") is not None:
+        from .friends import share_circle  # friends builds on devices: imported when it is needed
+
+        share_circle(account)  # the new device posts to friends and reads my friends posts too
     return certificate(account.identity, device_key)  # type: ignore[arg-type]
 
 
@@ -526,6 +530,12 @@ def _apply(account: Account, event: Any, now: float) -> None:
         account.data.put("contact", address.verify_key, contact.__dict__)
     elif kind == "uncontact":
         account.data.delete("contact", decode_address(event["address"]).verify_key)
+    elif kind == "circle":
+        from .friends import receive_circle  # friends builds on devices: imported when it is needed
+
+        if not (isinstance(event.get("p"), bytes) and isinstance(event.get("s"), bytes)):
+            raise ValueError("circle keys need a payload and a signature")
+        receive_circle(account, event["p"], event["s"])
     else:
         raise ValueError(f"unknown change {kind!r}")
 

@@ -28,7 +28,8 @@ from typing import Any
 from .. import codec
 from ..address import decode_address, encode_address
 from ..envelope import Opened, envelope_id, seal
-from ..errors import CodecError, KomradeError, NetworkError
+from ..errors import CodecError, KomradeError, NetworkError, RootKeyAbsent
+from ..identity import PublicIdentity
 from ..node import KomradeNode
 from ..slots import MAX_TTL, MAX_WIDTH, SlotParams, slot_id
 from . import devices, dm
@@ -71,10 +72,49 @@ def my_circle(account: Account) -> dict[str, Any]:
     earlier one still within the longest post lifetime (to read my own older posts)."""
     state = account.data.get("circle_out", _ME)
     if state is None:
+        if not account.has_root:
+            raise RootKeyAbsent("your circle key has not reached this device yet: your first device makes it and "
+                                "sends it with its next sync (post or read a feed there once)")
         key = os.urandom(32)
         state = {"version": 1, "key": key, "keys": [[1, key, int(time.time())]]}
         account.data.put("circle_out", _ME, state)
+        share_circle(account, state)
     return state
+
+
+#: What the root signs when it hands its circle keys to its other devices.
+_CIRCLE_SYNC = b"komrade/circle-sync/v1"
+
+
+def share_circle(account: Account, state: dict[str, Any] | None = None) -> None:
+    """Queue my circle keys (current and earlier, signed by the root key) for my other devices, so a paired device
+    posts to friends and reads my friends posts: at creation, at each rotation, and for a newly paired device.
+    Only the root device makes or rotates the circle, so only it shares it."""
+    if not account.has_root:
+        return
+    state = state or my_circle(account)
+    payload = codec.pack({"v": state["version"], "keys": state["keys"]})
+    account.note_for_devices({"k": "circle", "p": payload, "s": account.identity.sign(_CIRCLE_SYNC + payload)})
+
+
+def receive_circle(account: Account, payload: bytes, signature: bytes) -> None:
+    """A paired device takes its identity's circle keys: signed by the root key, and newer than what it holds
+    (ValueError otherwise: the device-sync receiver logs and drops it)."""
+    if not PublicIdentity(account.identity.verify_key).verify(_CIRCLE_SYNC + payload, signature):
+        raise ValueError("circle keys not signed by this identity's root key")
+    obj = codec.unpack(payload, max_len=4096, max_depth=3)
+    keys = obj.get("keys") if isinstance(obj, dict) else None
+    if not (isinstance(obj.get("v"), int) and isinstance(keys, list) and keys and all(
+            isinstance(k, list) and len(k) == 3 and isinstance(k[0], int) and isinstance(k[1], bytes)
+            and len(k[1]) == 32 and isinstance(k[2], int) for k in keys)):
+        raise ValueError("malformed circle keys")
+    current = [k for k in keys if k[0] == obj["v"]]
+    if len(current) != 1:
+        raise ValueError("the circle keys lack the current one")
+    held = account.data.get("circle_out", _ME)
+    if held is not None and held["version"] >= obj["v"]:
+        return
+    account.data.put("circle_out", _ME, {"version": obj["v"], "key": current[0][1], "keys": keys})
 
 
 def _rotate(account: Account) -> dict[str, Any]:
@@ -85,6 +125,7 @@ def _rotate(account: Account) -> dict[str, Any]:
     keys = [k for k in state["keys"] if k[2] > now - MAX_TTL] + [[version, key, now]]
     state = {"version": version, "key": key, "keys": keys}
     account.data.put("circle_out", _ME, state)
+    share_circle(account, state)
     return state
 
 

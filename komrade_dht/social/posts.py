@@ -62,7 +62,7 @@ from .. import codec, geo, media
 from .. import envelope as env
 from ..address import encode_address
 from ..errors import (
-    ChunksUnavailable, CodecError, ContentError, EnvelopeError, KomradeError, NetworkError, RootKeyAbsent,
+    ChunksUnavailable, CodecError, ContentError, EnvelopeError, KomradeError, NetworkError,
 )
 from ..node import KomradeNode
 from ..slots import DEFAULT_TTL, MAX_TTL, MAX_WIDTH, SlotParams
@@ -301,11 +301,9 @@ async def publish_post(
     now = time.time() if now is None else now
     expires_at = int(now) + draft.ttl
     # a paired device signs with its own key and wraps the body in its certificate (devices.signer); readers show the
-    # post as its identity's. Friends posts stay with the root device: the circle key is kept there.
+    # post as its identity's. A friends post also needs the circle key, which the first device sends its others.
     as_device = not draft.anonymous and not account.has_root
-    if as_device and draft.feed == "friends":
-        raise RootKeyAbsent("a friends post is sealed with your circle key, which only the identity's first device "
-                            "holds: post it from that device (world and local posts work from this one)")
+    circle_key = friends.my_circle(account)["key"] if draft.feed == "friends" else b""  # RootKeyAbsent: not here yet
     author = None if draft.anonymous else account.identity
     blobs: list[list[bytes]] = []  # [root id, burn root, blob ids...] per stored content
     image_ref = text_ref = None
@@ -323,7 +321,6 @@ async def publish_post(
         body = _body(account, draft, text_ref, image_ref)
     burn_secret = os.urandom(16)
     epoch = params.epoch(now)
-    circle_key = friends.my_circle(account)["key"] if draft.feed == "friends" else b""
     if draft.feed == "world":
         slots = [world_slot(epoch, random.randrange(WORLD_SHARDS) if shard is None else shard)]
     elif draft.feed == "local":
@@ -338,7 +335,7 @@ async def publish_post(
 
     def make(slot: bytes) -> bytes:  # in a thread: no account.data here
         if draft.feed == "friends":
-            return env.make_shared(account.identity, circle_key, body, content_type=_CONTENT_TYPE, ttl=draft.ttl, now=now,
+            return env.make_shared(signer, circle_key, body, content_type=content_type, ttl=draft.ttl, now=now,
                                    burn_secret=burn_secret, pow=node.config.pow, slot=slot)
         return env.make_public(signer, body, content_type=content_type, ttl=draft.ttl, now=now,
                                burn_secret=burn_secret, pow=node.config.pow, slot=slot)
@@ -456,12 +453,17 @@ def _open(data: bytes, key: bytes | None, expected: bytes | None, now: float) ->
         shared = env.open_shared(data, key, now)
         if shared is None:
             return None
-        opened, allowed = shared, (_CONTENT_TYPE,)
-        if opened.author is None or opened.author.verify_key != expected:
-            raise EnvelopeError("a friends post under this circle key signed by someone else than its owner")
+        opened, allowed = shared, (_CONTENT_TYPE, devices.VIA + _CONTENT_TYPE)
+        if opened.content_type == _CONTENT_TYPE:  # a paired device's (via/) is checked once unwrapped
+            _check_circle_author(opened, expected)
     if opened.content_type not in allowed:
         raise EnvelopeError(f"not a post: {opened.content_type!r}")
     return opened
+
+
+def _check_circle_author(opened: env.OpenedPublic, expected: bytes | None) -> None:
+    if opened.author is None or opened.author.verify_key != expected:
+        raise EnvelopeError("a friends post under this circle key signed by someone else than its owner")
 
 
 async def _as_identity(account: Account, node: KomradeNode, opened: env.OpenedPublic, now: float) -> env.OpenedPublic:
@@ -523,7 +525,10 @@ async def read_feed(
                 opened = _open(data, key, expected, now)
                 if opened is None:
                     continue
+                wrapped = opened.content_type.startswith(devices.VIA)
                 opened = await _as_identity(account, node, opened, now)
+                if key is not None and wrapped:
+                    _check_circle_author(opened, expected)  # the identity a certified device posted as
                 body = _decode_body(opened.body)
             except EnvelopeError as exc:
                 result.dropped += 1
