@@ -417,6 +417,7 @@ def test_a_paired_device_posts_to_friends_with_the_circle_key_its_first_device_s
                                                             sam_node):
             with pytest.raises(RootKeyAbsent, match="circle key"):  # not made yet: nothing to send
                 await posts.publish_post(phone, phone_node, "too early", to="friends")
+            assert (await posts.read_feed(phone, phone_node, "friends")).new == []  # reading needs no circle of mine
             friends.add_friend(laptop, sam.address.text, "Sam")
             friends.add_friend(sam, laptop.address.text, "Alice")
             await friends.deliver_keys(laptop, laptop_node)

@@ -239,10 +239,18 @@ def receive_key(account: Account, opened: Opened, slot: bytes, now: float) -> No
 dm.RECEIVERS[KEY_CONTENT_TYPE] = receive_key
 
 
+def my_circle_keys(account: Account) -> list[bytes]:
+    """My circle keys, current and earlier, to read my own friends posts and profile: none yet on a paired device
+    its first device has not sent them to (it reads its friends' circles all the same)."""
+    if not account.has_root and not account.data.has("circle_out", _ME):
+        return []
+    return [k[1] for k in my_circle(account)["keys"]]
+
+
 def circles_to_read(account: Account) -> list[tuple[bytes | None, bytes]]:
     """``[(author key or None for mine, circle key)]``: every circle key of every friend who shared one (and whom
     I list as a friend), and my own keys."""
-    out: list[tuple[bytes | None, bytes]] = [(None, k[1]) for k in my_circle(account)["keys"]]
+    out: list[tuple[bytes | None, bytes]] = [(None, key) for key in my_circle_keys(account)]
     for record in account.data.all("circle_in"):
         author = decode_address(record["address"]).verify_key
         if is_friend(account, author):

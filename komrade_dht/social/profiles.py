@@ -229,7 +229,7 @@ async def _decode(account: Account, node: KomradeNode, address: str, fingerprint
         inner = None
         keys = [k for a, k in friends.circles_to_read(account) if a == record.public_key]
         if record.public_key == account.identity.verify_key:
-            keys = [k[1] for k in friends.my_circle(account)["keys"]]
+            keys = friends.my_circle_keys(account)
         box = obj.get("box") if isinstance(obj.get("box"), bytes) else b""
         for key in reversed(keys):
             try:
