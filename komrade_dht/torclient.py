@@ -27,7 +27,7 @@ import random
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from . import codec, records
 from . import envelope as env
@@ -363,14 +363,23 @@ class TorClient:
 
         return await self._action(work)  # type: ignore[no-any-return]
 
+    async def _per_batch(self, items: list[Any], one: Callable[[list[Any]], Awaitable[Any]]) -> list[Any]:
+        """``one(batch)`` for each batch of :data:`MAX_BLOBS` items, :data:`BLOB_ACTIONS` at a time; in order."""
+        gate = asyncio.Semaphore(BLOB_ACTIONS)
+
+        async def gated(batch: list[Any]) -> Any:
+            async with gate:
+                return await one(batch)
+
+        return await asyncio.gather(*(gated(items[i : i + MAX_BLOBS]) for i in range(0, len(items), MAX_BLOBS)))
+
     async def store_blobs(self, blobs: list[bytes], concurrency: int = 16) -> int:
         """As :meth:`KomradeNode.store_blobs` (a post's or an event's chunks), through relays: :data:`MAX_BLOBS` per
-        action, each action on its own circuit, :data:`BLOB_ACTIONS` at a time. Returns how many
-        were stored; NetworkError if a batch could not be (after the retries every action gets)."""
+        action, each action on its own circuit, :data:`BLOB_ACTIONS` at a time (``concurrency`` is the node's
+        parameter, unused here). Returns how many were stored; NetworkError if a batch could not be (after the
+        retries every action gets)."""
         for data in blobs:
             env.parse_outer(data)
-        batches = [blobs[i : i + MAX_BLOBS] for i in range(0, len(blobs), MAX_BLOBS)]
-        gate = asyncio.Semaphore(min(BLOB_ACTIONS, max(1, concurrency)))
 
         async def one(batch: list[bytes]) -> int:
             async def work(conn: Connection) -> int:
@@ -379,18 +388,14 @@ class TorClient:
                     raise NetworkError("the relay's store reply does not count every blob as stored")
                 return stored
 
-            async with gate:
-                return await self._action(work)  # type: ignore[no-any-return]
+            return await self._action(work)  # type: ignore[no-any-return]
 
-        return sum(await asyncio.gather(*(one(b) for b in batches)))
+        return sum(await self._per_batch(blobs, one))
 
     async def fetch_blobs(self, ids: list[bytes], concurrency: int = 16) -> dict[bytes, bytes]:
         """As :meth:`KomradeNode.fetch_blobs`, through relays (:data:`MAX_BLOBS` ids per action, each on its own
         circuit): the envelopes found, each checked against its id here; ids no relay produced are absent (the
         caller fetches them again), as are the ids of a batch whose every attempt failed."""
-        wanted = list(dict.fromkeys(ids))
-        batches = [wanted[i : i + MAX_BLOBS] for i in range(0, len(wanted), MAX_BLOBS)]
-        gate = asyncio.Semaphore(min(BLOB_ACTIONS, max(1, concurrency)))
 
         async def one(batch: list[bytes]) -> dict[bytes, bytes]:
             asked = set(batch)
@@ -411,15 +416,14 @@ class TorClient:
                         out[env.envelope_id(data)] = data
                 return out
 
-            async with gate:
-                try:
-                    return await self._action(work)  # type: ignore[no-any-return]
-                except (NetworkError, RelayError) as exc:
-                    log.info("a batch of %d blobs could not be fetched: %s", len(batch), exc)
-                    return {}
+            try:
+                return await self._action(work)  # type: ignore[no-any-return]
+            except NetworkError as exc:  # RelayError included
+                log.info("a batch of %d blobs could not be fetched: %s", len(batch), exc)
+                return {}
 
         found: dict[bytes, bytes] = {}
-        for part in await asyncio.gather(*(one(b) for b in batches)):
+        for part in await self._per_batch(list(dict.fromkeys(ids)), one):
             found.update(part)
         return found
 

@@ -181,10 +181,9 @@ async def add_device(
         raise DeviceError("this device is already listed")
     now = time.time() if now is None else now
     await publish_list(account, node, entries + [[device_key, name, int(now)]], now=now)
-    if account.data.get("circle_out", b"me") is not None:
-        from .friends import share_circle  # friends builds on devices: imported when it is needed
+    from .friends import share_circle  # friends builds on devices: imported when it is needed
 
-        share_circle(account)  # the new device posts to friends and reads my friends posts too
+    share_circle(account)  # the new device posts to friends and reads my friends posts too
     return certificate(account.identity, device_key)  # type: ignore[arg-type]
 
 

@@ -296,8 +296,7 @@ async def invite(account: Account, node: KomradeNode, event_id: str, addresses: 
         slot = slot_id(address.verify_key, address.width, params.epoch(now))
         # every device of theirs gets it (a header each); as many envelopes as the details need to fit
         to_keys = await devices.recipient_keys(account, node, address.public, now=now)
-        per = max(1, max((k for k in range(1, len(to_keys) + 1) if len(packed) <= env.max_body(INVITE_TYPE, k)),
-                         default=1))
+        per = next((k for k in range(len(to_keys), 1, -1) if len(packed) <= env.max_body(INVITE_TYPE, k)), 1)
         for i in range(0, len(to_keys), per):
             data = await asyncio.to_thread(env.seal, sender, address.public, packed, content_type=INVITE_TYPE,
                                            ttl=_ttl(record["details"], now), now=now, pow=node.config.pow, slot=slot,

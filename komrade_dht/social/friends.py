@@ -89,10 +89,10 @@ _CIRCLE_SYNC = b"komrade/circle-sync/v1"
 def share_circle(account: Account, state: dict[str, Any] | None = None) -> None:
     """Queue my circle keys (current and earlier, signed by the root key) for my other devices, so a paired device
     posts to friends and reads my friends posts: at creation, at each rotation, and for a newly paired device.
-    Only the root device makes or rotates the circle, so only it shares it."""
-    if not account.has_root:
+    Only the root device makes or rotates the circle, so only it shares it; nothing before it is made."""
+    state = state or account.data.get("circle_out", _ME)
+    if not account.has_root or state is None:
         return
-    state = state or my_circle(account)
     payload = codec.pack({"v": state["version"], "keys": state["keys"]})
     account.note_for_devices({"k": "circle", "p": payload, "s": account.identity.sign(_CIRCLE_SYNC + payload)})
 

@@ -52,10 +52,6 @@ def load(account: Account, name: str) -> bytes | None:
     return data if isinstance(data, bytes) else None
 
 
-def has(account: Account, name: str) -> bool:
-    return account.data.has(KIND, name.encode())
-
-
 def forget(account: Account, name: str) -> bool:
     return account.data.delete(KIND, name.encode())
 

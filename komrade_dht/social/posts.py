@@ -443,27 +443,13 @@ def _feed_slots(account: Account, feed: str, epochs: list[int], at: tuple[float,
     return out
 
 
-def _open(data: bytes, key: bytes | None, expected: bytes | None, now: float) -> env.OpenedPublic | None:
+def _open(data: bytes, key: bytes | None, now: float) -> env.OpenedPublic | None:
     """A post's envelope opened and checked (a public one may come from a paired device: ``via/post``, which the
     reader unwraps with :func:`_as_identity`)."""
-    if key is None:
-        opened = env.open_public(data, now)
-        allowed = (_CONTENT_TYPE, devices.VIA + _CONTENT_TYPE)
-    else:
-        shared = env.open_shared(data, key, now)
-        if shared is None:
-            return None
-        opened, allowed = shared, (_CONTENT_TYPE, devices.VIA + _CONTENT_TYPE)
-        if opened.content_type == _CONTENT_TYPE:  # a paired device's (via/) is checked once unwrapped
-            _check_circle_author(opened, expected)
-    if opened.content_type not in allowed:
+    opened = env.open_public(data, now) if key is None else env.open_shared(data, key, now)
+    if opened is not None and opened.content_type not in (_CONTENT_TYPE, devices.VIA + _CONTENT_TYPE):
         raise EnvelopeError(f"not a post: {opened.content_type!r}")
     return opened
-
-
-def _check_circle_author(opened: env.OpenedPublic, expected: bytes | None) -> None:
-    if opened.author is None or opened.author.verify_key != expected:
-        raise EnvelopeError("a friends post under this circle key signed by someone else than its owner")
 
 
 async def _as_identity(account: Account, node: KomradeNode, opened: env.OpenedPublic, now: float) -> env.OpenedPublic:
@@ -522,13 +508,12 @@ async def read_feed(
         for data in got.wanted:
             seen[env.envelope_id(data)] = int.from_bytes(data[2:6], "big")
             try:
-                opened = _open(data, key, expected, now)
+                opened = _open(data, key, now)
                 if opened is None:
                     continue
-                wrapped = opened.content_type.startswith(devices.VIA)
                 opened = await _as_identity(account, node, opened, now)
-                if key is not None and wrapped:
-                    _check_circle_author(opened, expected)  # the identity a certified device posted as
+                if key is not None and (opened.author is None or opened.author.verify_key != expected):
+                    raise EnvelopeError("a friends post under this circle key signed by someone else than its owner")
                 body = _decode_body(opened.body)
             except EnvelopeError as exc:
                 result.dropped += 1
@@ -595,11 +580,10 @@ async def _read_slot(node: KomradeNode, slot: bytes, known: set[bytes]) -> Any:
     return await node.read_slot(slot, known, limits=limits)
 
 
-async def _save_image(account: Account, node: KomradeNode, post_id: str, ref: list[bytes]) -> bool:
+async def _save_image(account: Account, node: KomradeNode, post_id: str, ref: list[bytes]) -> None:
     """Fetch a post's picture whole and keep it, encrypted (never a decrypted file on disk); ContentError if not."""
     picture = await fetch_content(node, *ref, max_length=MAX_IMAGE_BYTES)
     pictures.keep(account, pictures.post_name(_post_key(post_id)), picture)
-    return True
 
 
 async def _fetch_pending_images(account: Account, node: KomradeNode, feed: str, budget: int) -> None:
@@ -615,7 +599,8 @@ async def _fetch_pending_images(account: Account, node: KomradeNode, feed: str, 
             account.data.delete("image_pending", key)
             return
         try:
-            cached["image"], cached["image_error"] = await _save_image(account, node, record["id"], record["ref"]), None
+            await _save_image(account, node, record["id"], record["ref"])
+            cached["image"], cached["image_error"] = True, None
         except ContentError as exc:
             record["tries"] = record.get("tries", 0) + 1
             if record["tries"] < FETCH_ROUNDS:
@@ -646,7 +631,8 @@ async def _materialise(account: Account, node: KomradeNode, feed: str, opened: e
     has_image, image_error = False, None
     if body.get("img") is not None and images:
         try:
-            has_image = await _save_image(account, node, opened.post_id.hex(), body["img"])
+            await _save_image(account, node, opened.post_id.hex(), body["img"])
+            has_image = True
         except ContentError as exc:
             image_error = str(exc)
             log.warning("image of post %s unavailable: %s", opened.post_id.hex()[:8], exc)
