@@ -13,6 +13,9 @@ from PIL import Image
 
 from . import app_driver as ui  # sets Kivy's environment first
 from kivy.uix.image import Image as KivyImage  # noqa: E402  (after the environment)
+
+from app.main import Notice  # noqa: E402
+
 from .support import start_relays
 from .test_app import BOB_PASS, bg, close, create_identity, make_app, rail, start  # noqa: F401  (bg: the fixture)
 
@@ -136,7 +139,7 @@ def test_feeds_compose_friends_profile_screens(tmp_path: Path, bg: ui.LoopThread
             assert (shown["name"], shown["bio"]) == ("Alice from the app", "organiser")
             profile.address_field.text = bob_address
             await ui.press(profile.show_button)
-            await ui.until(lambda: app.notices and "profile" in app.notices[-1].lower(), 40, "Bob has none")
+            await ui.until(lambda: "no profile" in profile.other_error.text, 40, "Bob has none, said under the field")
             # Bob publishes one with a photo (CLI); Alice's screen shows it, the photo through the node's API
             code, out, err = await ui.komrade(bob_dir, "profile", "set", *net, "--name", "Bob B", "--photo",
                                               str(photo(tmp_path / "bob.jpg")), passphrase=BOB_PASS)
@@ -148,7 +151,10 @@ def test_feeds_compose_friends_profile_screens(tmp_path: Path, bg: ui.LoopThread
 
             await ui.press_until(profile.show_button, bobs_photo, 60, "Bob's profile photo shown")
             assert any(getattr(w, "text", "") == "Bob B" for w in profile.other.walk())
+            assert profile.other_error.text == ""  # the earlier "no profile" is gone with the profile shown
             await ui.scroll_to(bobs_photo()[0])
+            # the snackbar of the first, failed attempt closes by itself (4 s): a screenshot without it
+            await ui.until(lambda: not any(isinstance(w, Notice) for w in ui.Window.children), 15, "snackbars closed")
             await ui.screenshot("16-profile")
         finally:
             await close(app, task)

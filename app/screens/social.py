@@ -278,13 +278,15 @@ class ProfileScreen(BaseScreen):
         self.saved = label("", role="medium")
         self.address_field = field("Someone's address")
         self.show_button = button("Show profile", self.show_other, style="tonal")
+        self.other_error = error_label()
         self.other = column(spacing=4)
         self.footer.add_widget(row(button("Back to posts", lambda: self.app.show("feeds"), style="text")))
         for widget in (label("Your profile", style="Title", role="medium"), self.name_field, self.bio_field,
                        self.photo_field, label("Visible to", style="Title", role="small"), vis, self.local_slot,
                        self.save_button, self.error, self.saved,
                        label("Someone else's", style="Title", role="medium"), row(self.address_field,
-                                                                                  self.show_button), self.other):
+                                                                                  self.show_button),
+                       self.other_error, self.other):
             self.body.add_widget(widget)
         self.pick("world")
 
@@ -338,8 +340,8 @@ class ProfileScreen(BaseScreen):
         address = self.address_field.text.strip()
 
         async def run() -> None:
-            profile = await social.profile(address)
-            self.other.clear_widgets()
+            self.other.clear_widgets()  # never someone else's profile under this address, nor a stale one
+            profile = await inline(self.other_error, social.profile(address))
             self.other.add_widget(label(f"[{profile['fingerprint']}]  visible to: {profile['visibility']}",
                                         role="medium"))
             if not profile["visible"]:
