@@ -452,6 +452,13 @@ def _open(data: bytes, key: bytes | None, now: float) -> env.OpenedPublic | None
     return opened
 
 
+def check_circle_author(opened: env.OpenedPublic, expected: bytes | None) -> None:
+    """A friends post (unwrapped, if a paired device wrote it) must be signed by the circle's owner: a friend who
+    holds someone's circle key cannot post under it as them."""
+    if opened.author is None or opened.author.verify_key != expected:
+        raise EnvelopeError("a friends post under this circle key signed by someone else than its owner")
+
+
 async def _as_identity(account: Account, node: KomradeNode, opened: env.OpenedPublic, now: float) -> env.OpenedPublic:
     """A post signed by a paired device, as its identity's: its certificate checked against the identity's list
     (fetched when this device's copy is more than a minute old, so a removed device is refused)."""
@@ -512,8 +519,8 @@ async def read_feed(
                 if opened is None:
                     continue
                 opened = await _as_identity(account, node, opened, now)
-                if key is not None and (opened.author is None or opened.author.verify_key != expected):
-                    raise EnvelopeError("a friends post under this circle key signed by someone else than its owner")
+                if key is not None:
+                    check_circle_author(opened, expected)
                 body = _decode_body(opened.body)
             except EnvelopeError as exc:
                 result.dropped += 1
